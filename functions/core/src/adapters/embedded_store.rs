@@ -1,0 +1,289 @@
+//! The embedded store: one `redb` database file holding routes (with tombstones), history,
+//! the tenant audit log and the outbox. Every change is one write transaction, so a crash
+//! leaves either all of it or none of it.
+
+use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
+use crate::domain::names::{RouteKey, ServiceKey, VersionName};
+use crate::domain::route::Route;
+use crate::ports::{
+    AuditQuery, Commit, Consistency, HistoryReader, ListQuery, Outbox, OutboxEntry, Probe, RouteReader,
+    RouteWriter, StoredRoute,
+};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Route key text (`t\0s\0e\0v`) → `StoredRoute` JSON. `\0` sorts below every name
+/// character, so byte order is (tenant, service, env, version) order.
+const ROUTES: TableDefinition<&str, &[u8]> = TableDefinition::new("routes");
+/// (route key text, revision) → `HistoryEntry` JSON.
+const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
+/// (tenant, sequence) → `AuditEntry` JSON.
+const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+/// Sequence → `RouteEvent` JSON, deleted once published.
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Named counters: `outbox`, `audit/{tenant}`.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// How far a later commit's timestamp may trail an earlier one's (two writers racing).
+const AUDIT_SKEW_MS: i64 = 60_000;
+
+/// The embedded, disk-backed store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn fault(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("embedded store: {e}"))
+}
+
+fn key_text(key: &RouteKey) -> String {
+    format!("{}\0{}\0{}\0{}", key.svc.tenant, key.svc.service, key.svc.env, key.version)
+}
+
+fn svc_prefix(svc: &ServiceKey) -> String {
+    format!("{}\0{}\0{}\0", svc.tenant, svc.service, svc.env)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Internal(format!("encode: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| Error::Internal(format!("decode stored item: {e}")))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database file at `path` and its tables.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).map_err(fault)?;
+        let tx = db.begin_write().map_err(fault)?;
+        tx.open_table(ROUTES).map_err(fault)?;
+        tx.open_table(HISTORY).map_err(fault)?;
+        tx.open_table(AUDIT).map_err(fault)?;
+        tx.open_table(OUTBOX).map_err(fault)?;
+        tx.open_table(COUNTERS).map_err(fault)?;
+        tx.commit().map_err(fault)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs blocking database work off the async threads.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Database) -> Result<T> + Send + 'static) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| Error::Internal(format!("store task: {e}")))?
+    }
+}
+
+fn commit_blocking(db: &Database, c: &Commit) -> Result<String> {
+    let e = &c.event;
+    let key = e.key();
+    let kt = key_text(&key);
+    let tx = db.begin_write().map_err(fault)?;
+    let outbox_id;
+    {
+        let mut routes = tx.open_table(ROUTES).map_err(fault)?;
+        let current: Option<StoredRoute> = match routes.get(kt.as_str()).map_err(fault)? {
+            Some(v) => Some(from_json(v.value())?),
+            None => None,
+        };
+        if current.as_ref().map(|s| s.revision) != c.expected_revision {
+            return Err(Error::Conflict);
+        }
+        let stored = StoredRoute {
+            revision: e.revision,
+            route: e.route.clone(),
+        };
+        routes.insert(kt.as_str(), to_json(&stored)?.as_slice()).map_err(fault)?;
+
+        let mut history = tx.open_table(HISTORY).map_err(fault)?;
+        history
+            .insert((kt.as_str(), e.revision), to_json(&e.history_entry())?.as_slice())
+            .map_err(fault)?;
+
+        let mut counters = tx.open_table(COUNTERS).map_err(fault)?;
+        let audit_name = format!("audit/{}", e.tenant);
+        let audit_seq = counters.get(audit_name.as_str()).map_err(fault)?.map(|v| v.value()).unwrap_or(0) + 1;
+        let outbox_seq = counters.get("outbox").map_err(fault)?.map(|v| v.value()).unwrap_or(0) + 1;
+        counters.insert(audit_name.as_str(), audit_seq).map_err(fault)?;
+        counters.insert("outbox", outbox_seq).map_err(fault)?;
+
+        let mut audit = tx.open_table(AUDIT).map_err(fault)?;
+        audit
+            .insert((e.tenant.as_str(), audit_seq), to_json(&e.audit_entry())?.as_slice())
+            .map_err(fault)?;
+        let mut outbox = tx.open_table(OUTBOX).map_err(fault)?;
+        outbox.insert(outbox_seq, to_json(e)?.as_slice()).map_err(fault)?;
+        outbox_id = outbox_seq.to_string();
+    }
+    tx.commit().map_err(fault)?;
+    Ok(outbox_id)
+}
+
+#[async_trait]
+impl RouteReader for EmbeddedStore {
+    async fn get(&self, key: &RouteKey, _read: Consistency) -> Result<Option<StoredRoute>> {
+        // redb reads are memory-mapped and fast: no need to leave the async thread.
+        let tx = self.db.begin_read().map_err(fault)?;
+        let routes = tx.open_table(ROUTES).map_err(fault)?;
+        match routes.get(key_text(key).as_str()).map_err(fault)? {
+            Some(v) => Ok(Some(from_json(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn versions(&self, svc: &ServiceKey, _read: Consistency) -> Result<Vec<(VersionName, StoredRoute)>> {
+        let prefix = svc_prefix(svc);
+        let end = format!("{}\u{1}", &prefix[..prefix.len() - 1]);
+        let tx = self.db.begin_read().map_err(fault)?;
+        let routes = tx.open_table(ROUTES).map_err(fault)?;
+        let mut out = Vec::new();
+        for item in routes.range(prefix.as_str()..end.as_str()).map_err(fault)? {
+            let (k, v) = item.map_err(fault)?;
+            let version = VersionName::parse(&k.value()[prefix.len()..]).map_err(Error::Internal)?;
+            out.push((version, from_json(v.value())?));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl RouteWriter for EmbeddedStore {
+    async fn commit(&self, commit: &Commit) -> Result<String> {
+        let c = commit.clone();
+        self.blocking(move |db| commit_blocking(db, &c)).await
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Vec<Route>> {
+        let mut prefix = format!("{}\0", q.tenant);
+        if let Some(s) = &q.service {
+            prefix.push_str(&format!("{s}\0"));
+            if let Some(e) = &q.env {
+                prefix.push_str(&format!("{e}\0"));
+            }
+        }
+        let end = format!("{}\u{1}", &prefix[..prefix.len() - 1]);
+        let start = match &q.after {
+            // Strictly after the cursor's key: append a byte below every name character.
+            Some(k) => format!("{}\0", key_text(k)).max(prefix.clone()),
+            None => prefix.clone(),
+        };
+        let tx = self.db.begin_read().map_err(fault)?;
+        let routes = tx.open_table(ROUTES).map_err(fault)?;
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        for item in routes.range(start.as_str()..end.as_str()).map_err(fault)? {
+            let (_, v) = item.map_err(fault)?;
+            let stored: StoredRoute = from_json(v.value())?;
+            let Some(route) = stored.route else { continue };
+            if q.env.as_ref().is_some_and(|e| &route.env != e) {
+                continue;
+            }
+            out.push(route);
+            if out.len() >= q.limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl HistoryReader for EmbeddedStore {
+    async fn history(&self, key: &RouteKey, before: Option<u64>, limit: usize) -> Result<Vec<HistoryEntry>> {
+        let kt = key_text(key);
+        let tx = self.db.begin_read().map_err(fault)?;
+        let history = tx.open_table(HISTORY).map_err(fault)?;
+        let upper = before.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        for item in history.range((kt.as_str(), 0)..(kt.as_str(), upper)).map_err(fault)?.rev() {
+            let (_, v) = item.map_err(fault)?;
+            out.push(from_json(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<(u64, AuditEntry)>> {
+        let tenant = q.tenant.as_str();
+        let tx = self.db.begin_read().map_err(fault)?;
+        let audit = tx.open_table(AUDIT).map_err(fault)?;
+        let upper = q.before_seq.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        for item in audit.range((tenant, 0)..(tenant, upper)).map_err(fault)?.rev() {
+            let (k, v) = item.map_err(fault)?;
+            let entry: AuditEntry = from_json(v.value())?;
+            // Commit order and time order agree up to concurrent writers' clock skew, so
+            // the scan stops well past `since` rather than at the first older entry.
+            if q.since.is_some_and(|s| entry.at.millis() < s.millis() - AUDIT_SKEW_MS) {
+                break;
+            }
+            let outside = q.since.is_some_and(|s| entry.at < s) || q.until.is_some_and(|u| entry.at >= u);
+            if outside || q.kind.is_some_and(|t| entry.kind != t) {
+                continue;
+            }
+            out.push((k.value().1, entry));
+            if out.len() >= q.limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Outbox for EmbeddedStore {
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let tx = self.db.begin_read().map_err(fault)?;
+        let outbox = tx.open_table(OUTBOX).map_err(fault)?;
+        let mut out = Vec::new();
+        for item in outbox.iter().map_err(fault)?.take(limit) {
+            let (k, v) = item.map_err(fault)?;
+            let event: RouteEvent = from_json(v.value())?;
+            out.push(OutboxEntry {
+                id: k.value().to_string(),
+                event,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn mark_published(&self, ids: &[String]) -> Result<()> {
+        let ids: Vec<u64> = ids
+            .iter()
+            .map(|i| i.parse().map_err(|_| Error::Internal(format!("bad outbox id {i}"))))
+            .collect::<Result<_>>()?;
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(fault)?;
+            {
+                let mut outbox = tx.open_table(OUTBOX).map_err(fault)?;
+                for id in ids {
+                    outbox.remove(id).map_err(fault)?;
+                }
+            }
+            tx.commit().map_err(fault)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Probe for EmbeddedStore {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let tx = self.db.begin_read().map_err(fault)?;
+        tx.open_table(ROUTES).map_err(fault)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! Embedded adapters: real product features that back `tm-local` and the unit tests.
+//! - [`embedded_store`]: routes, history, audit and outbox in one `redb` file (ACID, on disk).
+//! - [`memory_cache`]: the shared cache inside the process.
+
+pub mod embedded_store;
+pub mod memory_cache;

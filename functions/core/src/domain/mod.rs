@@ -1,0 +1,8 @@
+//! The domain: names, routes, selection rules and events. Pure: no I/O.
+
+pub mod event;
+pub mod names;
+pub mod pick;
+pub mod route;
+pub mod select;
+pub mod timefmt;

@@ -1,0 +1,282 @@
+//! Endpoint choice (CONTRACT §4): failover by priority, weighted choice, and sticky keys
+//! by weighted rendezvous hashing.
+//!
+//! The sticky hash is fixed and documented so that any client, process or release makes
+//! the same choice:
+//! 1. `h` = FNV-1a 64-bit over the bytes of `key`, one `0x00` byte, then the endpoint `id`
+//!    (offset basis `0xcbf29ce484222325`, prime `0x100000001b3`);
+//! 2. `x` = the SplitMix64 finaliser of `h`;
+//! 3. `u` = ((`x` >> 11) + 0.5) / 2^53, in (0, 1);
+//! 4. score = `weight` / -ln(`u`), where ln is computed with basic IEEE-754 operations only
+//!    ([`det_ln`]), so no platform's libm can change a result;
+//! 5. the highest score wins; equal scores go to the smaller id.
+
+use super::route::{Endpoint, EndpointStatus, Route};
+
+/// The winning priority group: active endpoints with weight > 0 at the lowest priority
+/// that has one. Empty when no endpoint is a candidate.
+pub fn candidates(route: &Route) -> Vec<&Endpoint> {
+    let usable = |e: &&Endpoint| e.status == EndpointStatus::Active && e.weight > 0;
+    let Some(best) = route.endpoints.iter().filter(usable).map(|e| e.priority).min() else {
+        return Vec::new();
+    };
+    route.endpoints.iter().filter(usable).filter(|e| e.priority == best).collect()
+}
+
+/// Picks one candidate: by sticky key when given, else at random in proportion to weight.
+pub fn choose<'a>(candidates: &[&'a Endpoint], key: Option<&str>) -> Option<&'a Endpoint> {
+    match key {
+        Some(k) => choose_sticky(candidates, k),
+        None => choose_weighted(candidates, fastrand::u64(..)),
+    }
+}
+
+/// Weighted choice driven by one random `r`; exposed for tests.
+pub fn choose_weighted<'a>(candidates: &[&'a Endpoint], r: u64) -> Option<&'a Endpoint> {
+    let total: u64 = candidates.iter().map(|e| u64::from(e.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut point = r % total;
+    for e in candidates {
+        let w = u64::from(e.weight);
+        if point < w {
+            return Some(e);
+        }
+        point -= w;
+    }
+    None
+}
+
+/// Weighted rendezvous: the candidate with the highest score for this key.
+pub fn choose_sticky<'a>(candidates: &[&'a Endpoint], key: &str) -> Option<&'a Endpoint> {
+    let prefix = fnv1a(FNV_OFFSET, key.as_bytes());
+    let prefix = fnv1a(prefix, &[0]);
+    let mut best: Option<(&Endpoint, f64)> = None;
+    for e in candidates {
+        let s = score(prefix, e.id.as_str(), e.weight);
+        best = match best {
+            Some((b, bs)) if bs > s || (bs == s && b.id <= e.id) => Some((b, bs)),
+            _ => Some((e, s)),
+        };
+    }
+    best.map(|(e, _)| e)
+}
+
+/// The rendezvous score of one endpoint for a key whose FNV prefix is `prefix`.
+pub fn score(prefix: u64, id: &str, weight: u32) -> f64 {
+    let x = splitmix64(fnv1a(prefix, id.as_bytes()));
+    let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    f64::from(weight) / -det_ln(u)
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a 64, continuing from `state`.
+pub fn fnv1a(mut state: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        state ^= u64::from(*b);
+        state = state.wrapping_mul(FNV_PRIME);
+    }
+    state
+}
+
+/// The SplitMix64 finaliser: spreads FNV's weak low bits over the whole word.
+pub fn splitmix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Natural log of a positive, finite `x`, from basic IEEE-754 operations only (each
+/// correctly rounded), so every platform gets the same bits. Accurate to about 1e-15.
+pub fn det_ln(x: f64) -> f64 {
+    const LN2: f64 = std::f64::consts::LN_2;
+    const SQRT2: f64 = std::f64::consts::SQRT_2;
+    let bits = x.to_bits();
+    let mut exp = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    if m > SQRT2 {
+        m /= 2.0;
+        exp += 1;
+    }
+    // ln(m) = 2·atanh(s), s = (m-1)/(m+1), |s| <= 0.1716: the odd series converges fast.
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let mut term = s;
+    let mut sum = 0.0;
+    let mut k = 1.0;
+    for _ in 0..14 {
+        sum += term / k;
+        term *= s2;
+        k += 2.0;
+    }
+    2.0 * sum + exp as f64 * LN2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::names::EndpointId;
+    use proptest::prelude::*;
+
+    fn ep(id: &str, weight: u32, priority: u8, status: EndpointStatus) -> Endpoint {
+        Endpoint {
+            id: EndpointId::parse(id).unwrap(),
+            url: format!("https://{id}.example"),
+            weight,
+            priority,
+            status,
+            region: None,
+        }
+    }
+
+    fn route(eps: Vec<Endpoint>) -> Route {
+        let key = crate::domain::names::RouteKey::parse("t", "s", "e", "1").unwrap();
+        let spec = crate::domain::route::RouteSpec {
+            endpoints: eps,
+            ttl_seconds: 30,
+            labels: Default::default(),
+            active: true,
+        };
+        Route::from_spec(&key, spec, 1, crate::domain::timefmt::Timestamp::from_millis(0), "u")
+    }
+
+    fn ids(v: &[&Endpoint]) -> Vec<String> {
+        v.iter().map(|e| e.id.to_string()).collect()
+    }
+
+    #[test]
+    fn the_lowest_priority_with_a_candidate_wins() {
+        use EndpointStatus::*;
+        let r = route(vec![
+            ep("a", 5, 0, Draining),
+            ep("b", 0, 0, Active),
+            ep("c", 1, 1, Active),
+            ep("d", 3, 1, Active),
+            ep("e", 9, 2, Active),
+        ]);
+        assert_eq!(ids(&candidates(&r)), ["c", "d"]);
+    }
+
+    #[test]
+    fn no_candidate_when_nothing_is_active_with_weight() {
+        use EndpointStatus::*;
+        let r = route(vec![ep("a", 5, 0, Disabled), ep("b", 0, 1, Active), ep("c", 3, 2, Draining)]);
+        assert!(candidates(&r).is_empty());
+        assert!(choose(&[], Some("k")).is_none());
+        assert!(choose(&[], None).is_none());
+    }
+
+    #[test]
+    fn weighted_choice_covers_the_weight_line_exactly() {
+        let a = ep("a", 90, 0, EndpointStatus::Active);
+        let b = ep("b", 10, 0, EndpointStatus::Active);
+        let c = [&a, &b];
+        let mut counts = [0, 0];
+        for r in 0..100u64 {
+            match choose_weighted(&c, r).unwrap().id.as_str() {
+                "a" => counts[0] += 1,
+                _ => counts[1] += 1,
+            }
+        }
+        assert_eq!(counts, [90, 10]);
+    }
+
+    #[test]
+    fn det_ln_matches_libm_closely() {
+        for i in 1..10_000 {
+            let x = i as f64 / 10_000.0;
+            let d = (det_ln(x) - x.ln()).abs();
+            assert!(d < 1e-14, "x={x} diff={d}");
+        }
+        assert!((det_ln(1e-300) - 1e-300f64.ln()).abs() < 1e-11);
+    }
+
+    #[test]
+    fn the_sticky_hash_is_pinned() {
+        // These values are part of the contract: changing them moves every sticky client.
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        let prefix = fnv1a(fnv1a(FNV_OFFSET, b"user-1"), &[0]);
+        assert_eq!(splitmix64(fnv1a(prefix, b"blue")), 0x1689_9a0b_7a29_7677);
+        let a = ep("blue", 90, 0, EndpointStatus::Active);
+        let b = ep("green", 10, 0, EndpointStatus::Active);
+        let picks: String = (0..16)
+            .map(|i| choose_sticky(&[&a, &b], &format!("user-{i}")).unwrap().id.as_str().as_bytes()[0] as char)
+            .collect();
+        assert_eq!(picks, PINNED_PICKS);
+    }
+    // Computed independently (a 15-line Python version of the documented steps), then frozen.
+    const PINNED_PICKS: &str = "bbbbbbbbbbbbbbgb";
+
+    #[test]
+    fn sticky_shares_track_weights() {
+        let a = ep("a", 70, 0, EndpointStatus::Active);
+        let b = ep("b", 20, 0, EndpointStatus::Active);
+        let c = ep("c", 10, 0, EndpointStatus::Active);
+        let cands = [&a, &b, &c];
+        let mut n = [0usize; 3];
+        let keys = 30_000;
+        for i in 0..keys {
+            match choose_sticky(&cands, &format!("k{i}")).unwrap().id.as_str() {
+                "a" => n[0] += 1,
+                "b" => n[1] += 1,
+                _ => n[2] += 1,
+            }
+        }
+        for (got, want) in n.iter().zip([0.7, 0.2, 0.1]) {
+            let share = *got as f64 / keys as f64;
+            assert!((share - want).abs() < 0.015, "share {share} want {want}");
+        }
+    }
+
+    #[test]
+    fn adding_an_endpoint_only_moves_keys_to_it() {
+        let a = ep("a", 50, 0, EndpointStatus::Active);
+        let b = ep("b", 50, 0, EndpointStatus::Active);
+        let c = ep("c", 50, 0, EndpointStatus::Active);
+        let mut moved = 0;
+        for i in 0..5_000 {
+            let k = format!("key-{i}");
+            let before = choose_sticky(&[&a, &b], &k).unwrap().id.clone();
+            let after = choose_sticky(&[&a, &b, &c], &k).unwrap().id.clone();
+            if before != after {
+                assert_eq!(after.as_str(), "c", "a key moved between old endpoints");
+                moved += 1;
+            }
+        }
+        let share = moved as f64 / 5_000.0;
+        assert!((share - 1.0 / 3.0).abs() < 0.03, "moved {share}");
+    }
+
+    proptest! {
+        #[test]
+        fn sticky_ignores_candidate_order(key in "\\PC{1,64}", w in proptest::collection::vec(1u32..1000, 1..8)) {
+            let eps: Vec<Endpoint> = w.iter().enumerate().map(|(i, w)| ep(&format!("e{i}"), *w, 0, EndpointStatus::Active)).collect();
+            let fwd: Vec<&Endpoint> = eps.iter().collect();
+            let rev: Vec<&Endpoint> = eps.iter().rev().collect();
+            prop_assert_eq!(&choose_sticky(&fwd, &key).unwrap().id, &choose_sticky(&rev, &key).unwrap().id);
+        }
+
+        #[test]
+        fn reweighting_one_endpoint_moves_keys_only_to_or_from_it(
+            key in "[a-z0-9]{1,32}", w in proptest::collection::vec(1u32..1000, 2..6), new_w in 1u32..1000, which in 0usize..6
+        ) {
+            let which = which % w.len();
+            let before: Vec<Endpoint> = w.iter().enumerate().map(|(i, w)| ep(&format!("e{i}"), *w, 0, EndpointStatus::Active)).collect();
+            let mut after = before.clone();
+            after[which].weight = new_w;
+            let b = choose_sticky(&before.iter().collect::<Vec<_>>(), &key).unwrap().id.clone();
+            let a = choose_sticky(&after.iter().collect::<Vec<_>>(), &key).unwrap().id.clone();
+            let changed = &before[which].id;
+            prop_assert!(a == b || &a == changed || &b == changed);
+        }
+
+        #[test]
+        fn det_ln_is_close_to_ln(x in 1e-300f64..1.0) {
+            prop_assert!((det_ln(x) - x.ln()).abs() <= 1e-12 * x.ln().abs().max(1.0));
+        }
+    }
+}

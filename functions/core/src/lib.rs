@@ -1,0 +1,31 @@
+//! Traffic Manager core: everything the functions share, with no knowledge of Lambda.
+//!
+//! Where things live:
+//! - [`domain`]: validated names, the route document, version selection and endpoint
+//!   choice (pure functions), events, timestamps.
+//! - [`ports`]: one trait per capability (route store, history, outbox, shared cache,
+//!   event publisher, health probe).
+//! - [`services`]: the use cases: [`services::write`] (management API), [`services::resolve`]
+//!   (L1 → shared cache → store), [`services::consume`] (apply events), [`services::relay`]
+//!   (outbox → publisher).
+//! - [`adapters`]: embedded, disk-backed implementations of the ports (they back `tm-local`).
+//! - [`api`]: the HTTP contract: route table, error bodies, correlation ids, auth claims.
+//! - [`config`]: `Config::from_env`, parsed once per cold start.
+//! - [`cursor`]: opaque, tamper-evident pagination cursors.
+//! - [`jwt`]: HS256 tokens, used by `tm-local` to play API Gateway's JWT authorizer.
+//! - [`error`]: the one error enum.
+//! - [`logging`]: JSON log lines.
+
+pub mod adapters;
+pub mod api;
+pub mod config;
+pub mod cursor;
+pub mod domain;
+pub mod error;
+pub mod jwt;
+pub mod logging;
+pub mod ports;
+pub mod services;
+pub mod singleflight;
+
+pub use error::{Error, Result};

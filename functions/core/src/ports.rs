@@ -1,0 +1,205 @@
+//! Ports: one trait per capability. Each function holds only the ones it uses; each has
+//! an embedded adapter (`adapters`) and a production adapter (DynamoDB, Redis, Kafka).
+
+use crate::Result;
+use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent};
+use crate::domain::names::{EnvName, RouteKey, ServiceKey, ServiceName, TenantName, VersionName};
+use crate::domain::route::Route;
+use crate::domain::timefmt::Timestamp;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Sees every committed write (management API).
+    Strong,
+    /// May lag slightly; served by replicas (resolve).
+    Eventual,
+}
+
+/// What the store holds for one route key: the live route, or a tombstone that keeps the
+/// last revision so a re-created route continues from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRoute {
+    /// The last revision written for the key (a delete's included).
+    pub revision: u64,
+    /// The live route; `None` after a delete.
+    pub route: Option<Route>,
+}
+
+/// One change, committed atomically with its history entry and its outbox entry.
+#[derive(Clone, Debug)]
+pub struct Commit {
+    /// The stored revision the writer read (`None`: the key has never existed). The
+    /// commit fails with `Error::Conflict` when the store holds anything else.
+    pub expected_revision: Option<u64>,
+    /// The change; the new stored state is `(event.revision, event.route)`.
+    pub event: RouteEvent,
+}
+
+/// `GET /v1/tenants/{t}/routes`: filters and the position after which to continue.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    /// Tenant.
+    pub tenant: TenantName,
+    /// Only this service.
+    pub service: Option<ServiceName>,
+    /// Only this environment.
+    pub env: Option<EnvName>,
+    /// Continue after this key (exclusive).
+    pub after: Option<RouteKey>,
+    /// Most items to return.
+    pub limit: usize,
+}
+
+/// `GET /v1/tenants/{t}/audit`: filters and position.
+#[derive(Clone, Debug)]
+pub struct AuditQuery {
+    /// Tenant.
+    pub tenant: TenantName,
+    /// Only this change type.
+    pub kind: Option<ChangeType>,
+    /// Inclusive lower bound.
+    pub since: Option<Timestamp>,
+    /// Exclusive upper bound.
+    pub until: Option<Timestamp>,
+    /// Continue with entries committed before this sequence number.
+    pub before_seq: Option<u64>,
+    /// Most items to return.
+    pub limit: usize,
+}
+
+/// Reads routes. Held by resolve (eventual) and write (strong).
+#[async_trait]
+pub trait RouteReader: Send + Sync {
+    /// The stored state of one key, tombstones included.
+    async fn get(&self, key: &RouteKey, read: Consistency) -> Result<Option<StoredRoute>>;
+    /// Every key of one `(tenant, service, env)`, tombstones included.
+    async fn versions(&self, svc: &ServiceKey, read: Consistency) -> Result<Vec<(VersionName, StoredRoute)>>;
+}
+
+/// Writes routes and lists them. Held by write.
+#[async_trait]
+pub trait RouteWriter: Send + Sync {
+    /// Commits the change, its history entry and its outbox entry in one transaction, or
+    /// nothing (`Error::Conflict` when the expected revision no longer holds). Returns the
+    /// outbox entry's id.
+    async fn commit(&self, commit: &Commit) -> Result<String>;
+    /// Live routes of a tenant in (service, env, version) byte order.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Route>>;
+}
+
+/// Reads history and audit. Held by write.
+#[async_trait]
+pub trait HistoryReader: Send + Sync {
+    /// A key's history, newest first, with revisions below `before`.
+    async fn history(&self, key: &RouteKey, before: Option<u64>, limit: usize) -> Result<Vec<HistoryEntry>>;
+    /// A tenant's changes, newest first (commit order), with their sequence numbers.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<(u64, AuditEntry)>>;
+}
+
+/// A committed event waiting to be published.
+#[derive(Clone, Debug)]
+pub struct OutboxEntry {
+    /// The store's id for the entry (commit order within the store).
+    pub id: String,
+    /// The event.
+    pub event: RouteEvent,
+}
+
+/// The outbox: events committed with their change, until published. Held by write and
+/// the relay.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Unpublished entries, oldest first.
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>>;
+    /// Forget entries that reached the publisher.
+    async fn mark_published(&self, ids: &[String]) -> Result<()>;
+}
+
+/// Sends events downstream (Kafka, or the local trigger). Held by write and the relay.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes in order; `Ok` only when every event was accepted.
+    async fn publish(&self, events: &[RouteEvent]) -> Result<()>;
+}
+
+/// One version's entry in the shared cache. Revision 0 with no route means "known
+/// absent" (a negative entry); any real event outranks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedRoute {
+    /// The revision this entry reflects.
+    #[serde(rename = "rev")]
+    pub revision: u64,
+    /// The live route; `None` for a delete or a negative entry.
+    pub route: Option<Arc<Route>>,
+}
+
+impl CachedRoute {
+    /// From the store's state of a key (`None`: never existed).
+    pub fn from_stored(stored: Option<StoredRoute>) -> Self {
+        match stored {
+            Some(s) => CachedRoute {
+                revision: s.revision,
+                route: s.route.map(Arc::new),
+            },
+            None => CachedRoute {
+                revision: 0,
+                route: None,
+            },
+        }
+    }
+}
+
+/// The shared cache (Redis in AWS), organised per `(tenant, service, env)`. Every write
+/// is apply-if-newer per version, so an older revision never replaces a newer one.
+/// Held by resolve (read and fill), the consumer (apply) and write (status).
+#[async_trait]
+pub trait SharedCache: Send + Sync {
+    /// One version's entry, if cached.
+    async fn get(&self, key: &RouteKey) -> Result<Option<CachedRoute>>;
+    /// Every version's entry, only when the set is known to be complete (filled from the
+    /// store at least once).
+    async fn versions(&self, svc: &ServiceKey) -> Result<Option<Vec<CachedRoute>>>;
+    /// Stores the entry unless the cache holds the same or a newer revision. Returns
+    /// whether it was stored.
+    async fn apply(&self, key: &RouteKey, entry: &CachedRoute) -> Result<bool>;
+    /// Merges a complete set read from the store (each entry if newer) and marks the set
+    /// complete.
+    async fn fill(&self, svc: &ServiceKey, entries: &[(VersionName, CachedRoute)]) -> Result<()>;
+}
+
+/// A backend that `/readyz` can ask.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// Short name shown in `/readyz` (e.g. `store`, `cache`).
+    fn name(&self) -> &'static str;
+    /// `Ok` when the backend answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// A record the consumer can never apply, with why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i64,
+    /// Source offset.
+    pub offset: i64,
+    /// The record's key, base64 as delivered.
+    pub key: Option<String>,
+    /// The record's value, base64 as delivered.
+    pub value: Option<String>,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// Where poison records go (the `-dlq` topic in Kafka). Held by the consumer.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Stores the letter durably; `Err` means retry.
+    async fn send(&self, letter: &DeadLetter) -> Result<()>;
+}

@@ -1,0 +1,362 @@
+//! The management API's use cases: revisions, preconditions, events, pagination.
+
+use super::relay::Relay;
+use crate::api::IfMatch;
+use crate::cursor::CursorKey;
+use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent, SCHEMA};
+use crate::domain::names::{EnvName, RouteKey, ServiceName, TenantName};
+use crate::domain::route::{Route, RouteSpec};
+use crate::domain::timefmt::Timestamp;
+use crate::ports::{
+    AuditQuery, Commit, Consistency, EventPublisher, HistoryReader, ListQuery, Outbox, RouteReader, RouteWriter,
+    SharedCache, StoredRoute,
+};
+use crate::{Error, Result};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a write re-reads and retries after losing a race with another writer.
+const MAX_ATTEMPTS: usize = 5;
+
+/// Who is making a change, for `updated_by`, history and the event.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// The token's `sub`.
+    pub sub: String,
+    /// The request's correlation id.
+    pub correlation_id: String,
+}
+
+/// `If-Match` / `If-None-Match` of a request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Preconditions {
+    /// `If-Match`.
+    pub if_match: Option<IfMatch>,
+    /// `If-None-Match: *`.
+    pub if_none_match_any: bool,
+}
+
+/// What happens right after a commit. Either way the outbox already holds the event.
+pub enum AfterCommit {
+    /// Wake the relay running in this process (tm-local).
+    Wake(Arc<Relay>),
+    /// Publish this change now, within `deadline`, and mark it published; the relay
+    /// function picks up whatever this misses (Lambda, where nothing runs after the
+    /// response).
+    PublishNow {
+        /// Kafka.
+        publisher: Arc<dyn EventPublisher>,
+        /// The store's outbox.
+        outbox: Arc<dyn Outbox>,
+        /// The most a write waits on the publisher.
+        deadline: Duration,
+    },
+}
+
+/// A page of results.
+#[derive(Clone, Debug, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Present when more items follow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET .../status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncStatus {
+    /// The stored revision.
+    pub revision: u64,
+    /// The shared cache's revision, `null` when not cached.
+    pub cached_revision: Option<u64>,
+    /// `cached_revision == revision`.
+    pub in_sync: bool,
+}
+
+/// Audit filters as the request gave them (already validated).
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// `type=`.
+    pub kind: Option<ChangeType>,
+    /// `since=` (inclusive).
+    pub since: Option<Timestamp>,
+    /// `until=` (exclusive).
+    pub until: Option<Timestamp>,
+}
+
+/// The write function's service.
+pub struct WriteService {
+    reader: Arc<dyn RouteReader>,
+    writer: Arc<dyn RouteWriter>,
+    history: Arc<dyn HistoryReader>,
+    cache: Arc<dyn SharedCache>,
+    after_commit: AfterCommit,
+    cursors: CursorKey,
+}
+
+fn precondition(msg: &str) -> Error {
+    Error::PreconditionFailed(msg.to_owned())
+}
+
+fn check_if_match(pre: &Preconditions, live: Option<&Route>) -> Result<()> {
+    match (pre.if_match, live) {
+        (Some(IfMatch::Any), None) => Err(precondition("If-Match: the route does not exist")),
+        (Some(IfMatch::Revision(_)), None) => Err(precondition("If-Match: the route does not exist")),
+        (Some(IfMatch::Revision(n)), Some(r)) if r.revision != n => {
+            Err(precondition(&format!("If-Match: the route is at revision {}", r.revision)))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl WriteService {
+    /// Builds the service over its ports.
+    pub fn new(
+        reader: Arc<dyn RouteReader>,
+        writer: Arc<dyn RouteWriter>,
+        history: Arc<dyn HistoryReader>,
+        cache: Arc<dyn SharedCache>,
+        after_commit: AfterCommit,
+        cursors: CursorKey,
+    ) -> Self {
+        Self {
+            reader,
+            writer,
+            history,
+            cache,
+            after_commit,
+            cursors,
+        }
+    }
+
+    fn event(kind: ChangeType, key: &RouteKey, revision: u64, at: Timestamp, route: Option<Route>, actor: &Actor) -> RouteEvent {
+        RouteEvent {
+            schema: SCHEMA,
+            event_id: uuid::Uuid::new_v4().to_string(),
+            kind,
+            tenant: key.svc.tenant.clone(),
+            service: key.svc.service.clone(),
+            env: key.svc.env.clone(),
+            version: key.version.clone(),
+            revision,
+            occurred_at: at,
+            actor: actor.sub.clone(),
+            correlation_id: actor.correlation_id.clone(),
+            route,
+        }
+    }
+
+    /// Commits, then hands the event on (never failing the write because of that).
+    async fn commit(&self, expected: Option<&StoredRoute>, event: RouteEvent) -> Result<()> {
+        let commit = Commit {
+            expected_revision: expected.map(|s| s.revision),
+            event,
+        };
+        let outbox_id = self.writer.commit(&commit).await?;
+        tracing::info!(
+            correlation_id = %commit.event.correlation_id,
+            route = %commit.event.key(),
+            revision = commit.event.revision,
+            kind = commit.event.kind.as_str(),
+            "change committed"
+        );
+        match &self.after_commit {
+            AfterCommit::Wake(relay) => relay.wake(),
+            AfterCommit::PublishNow { publisher, outbox, deadline } => {
+                let sent = tokio::time::timeout(*deadline, async {
+                    publisher.publish(std::slice::from_ref(&commit.event)).await?;
+                    outbox.mark_published(&[outbox_id]).await
+                })
+                .await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "publish after commit failed; the relay will retry"),
+                    Err(_) => tracing::warn!("publish after commit timed out; the relay will retry"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn stored(&self, key: &RouteKey) -> Result<Option<StoredRoute>> {
+        self.reader.get(key, Consistency::Strong).await
+    }
+
+    /// `PUT`: creates or replaces; returns the route and whether it was created.
+    pub async fn put(&self, key: &RouteKey, spec: RouteSpec, pre: Preconditions, actor: &Actor) -> Result<(Route, bool)> {
+        for _ in 0..MAX_ATTEMPTS {
+            let stored = self.stored(key).await?;
+            let live = stored.as_ref().and_then(|s| s.route.as_ref());
+            check_if_match(&pre, live)?;
+            if pre.if_none_match_any && live.is_some() {
+                return Err(precondition("If-None-Match: the route exists"));
+            }
+            let revision = stored.as_ref().map_or(0, |s| s.revision) + 1;
+            let kind = if live.is_some() { ChangeType::Updated } else { ChangeType::Created };
+            let at = Timestamp::now();
+            let route = Route::from_spec(key, spec.clone(), revision, at, &actor.sub);
+            let event = Self::event(kind, key, revision, at, Some(route.clone()), actor);
+            match self.commit(stored.as_ref(), event).await {
+                Ok(()) => return Ok((route, kind == ChangeType::Created)),
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable(format!("{key}: too many concurrent writers")))
+    }
+
+    /// `GET`: the live route, strongly consistent.
+    pub async fn get(&self, key: &RouteKey) -> Result<Route> {
+        self.stored(key).await?.and_then(|s| s.route).ok_or(Error::NotFound)
+    }
+
+    /// `DELETE`: writes a tombstone that keeps the revision.
+    pub async fn delete(&self, key: &RouteKey, pre: Preconditions, actor: &Actor) -> Result<()> {
+        for _ in 0..MAX_ATTEMPTS {
+            let stored = self.stored(key).await?;
+            let live = stored.as_ref().and_then(|s| s.route.as_ref()).ok_or(Error::NotFound)?;
+            check_if_match(&pre, Some(live))?;
+            let event = Self::event(ChangeType::Deleted, key, live.revision + 1, Timestamp::now(), None, actor);
+            match self.commit(stored.as_ref(), event).await {
+                Ok(()) => return Ok(()),
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable(format!("{key}: too many concurrent writers")))
+    }
+
+    /// `POST .../activate` and `.../deactivate`. Already in that state: unchanged, no event.
+    pub async fn set_active(&self, key: &RouteKey, active: bool, pre: Preconditions, actor: &Actor) -> Result<Route> {
+        for _ in 0..MAX_ATTEMPTS {
+            let stored = self.stored(key).await?;
+            let live = stored.as_ref().and_then(|s| s.route.as_ref()).ok_or(Error::NotFound)?;
+            check_if_match(&pre, Some(live))?;
+            if live.active == active {
+                return Ok(live.clone());
+            }
+            let at = Timestamp::now();
+            let mut route = live.clone();
+            route.active = active;
+            route.revision += 1;
+            route.updated_at = at;
+            route.updated_by = actor.sub.clone();
+            let kind = if active { ChangeType::Activated } else { ChangeType::Deactivated };
+            let event = Self::event(kind, key, route.revision, at, Some(route.clone()), actor);
+            match self.commit(stored.as_ref(), event).await {
+                Ok(()) => return Ok(route),
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable(format!("{key}: too many concurrent writers")))
+    }
+
+    /// `GET /v1/tenants/{t}/routes`.
+    pub async fn list(
+        &self,
+        tenant: &TenantName,
+        service: Option<ServiceName>,
+        env: Option<EnvName>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Route>> {
+        let scope = format!(
+            "list|{tenant}|{}|{}",
+            service.as_ref().map_or("", |s| s.as_str()),
+            env.as_ref().map_or("", |e| e.as_str())
+        );
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let pos = self.cursors.open(&scope, c)?;
+                let parts: Vec<&str> = pos.split('\0').collect();
+                let [s, e, v] = parts.as_slice() else {
+                    return Err(Error::invalid("cursor", "is not a cursor this server issued for this query"));
+                };
+                Some(RouteKey::parse(tenant.as_str(), s, e, v)?)
+            }
+        };
+        let query = ListQuery {
+            tenant: tenant.clone(),
+            service,
+            env,
+            after,
+            limit: limit + 1,
+        };
+        let mut items = self.writer.list(&query).await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|r| self.cursors.seal(&scope, &format!("{}\0{}\0{}", r.service, r.env, r.version)))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// `GET .../history`: 404 only for a key that never existed.
+    pub async fn history(&self, key: &RouteKey, limit: usize, cursor: Option<&str>) -> Result<Page<HistoryEntry>> {
+        let scope = format!("history|{key}");
+        let before = match cursor {
+            None => None,
+            Some(c) => Some(self.cursors.open(&scope, c)?.parse::<u64>().map_err(|_| Error::invalid("cursor", "is malformed"))?),
+        };
+        if self.stored(key).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        let mut items = self.history.history(key, before, limit + 1).await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|h| self.cursors.seal(&scope, &h.revision.to_string()))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// `GET .../status`: has the change reached the shared cache?
+    pub async fn status(&self, key: &RouteKey) -> Result<SyncStatus> {
+        let route = self.get(key).await?;
+        let cached_revision = self.cache.get(key).await?.map(|c| c.revision).filter(|r| *r > 0);
+        Ok(SyncStatus {
+            revision: route.revision,
+            cached_revision,
+            in_sync: cached_revision == Some(route.revision),
+        })
+    }
+
+    /// `GET /v1/tenants/{t}/audit`.
+    pub async fn audit(&self, tenant: &TenantName, filter: AuditFilter, limit: usize, cursor: Option<&str>) -> Result<Page<AuditEntry>> {
+        let scope = format!(
+            "audit|{tenant}|{}|{}|{}",
+            filter.kind.map_or("", |k| k.as_str()),
+            filter.since.map_or(String::new(), |t| t.millis().to_string()),
+            filter.until.map_or(String::new(), |t| t.millis().to_string()),
+        );
+        let before_seq = match cursor {
+            None => None,
+            Some(c) => Some(self.cursors.open(&scope, c)?.parse::<u64>().map_err(|_| Error::invalid("cursor", "is malformed"))?),
+        };
+        let query = AuditQuery {
+            tenant: tenant.clone(),
+            kind: filter.kind,
+            since: filter.since,
+            until: filter.until,
+            before_seq,
+            limit: limit + 1,
+        };
+        let mut found = self.history.audit(&query).await?;
+        let next_cursor = if found.len() > limit {
+            found.truncate(limit);
+            found.last().map(|(seq, _)| self.cursors.seal(&scope, &seq.to_string()))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: found.into_iter().map(|(_, e)| e).collect(),
+            next_cursor,
+        })
+    }
+}

