@@ -10,6 +10,7 @@
 //!   (outbox → publisher).
 //! - [`adapters`]: embedded, disk-backed implementations of the ports (they back `tm-local`).
 //! - [`api`]: the HTTP contract: route table, error bodies, correlation ids, auth claims.
+//! - [`apigw`]: reading API Gateway v2 requests (claims from the authorizer context).
 //! - [`config`]: `Config::from_env`, parsed once per cold start.
 //! - [`cursor`]: opaque, tamper-evident pagination cursors.
 //! - [`jwt`]: HS256 tokens, used by `tm-local` to play API Gateway's JWT authorizer.
@@ -18,6 +19,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod apigw;
 pub mod config;
 pub mod cursor;
 pub mod domain;

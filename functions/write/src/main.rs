@@ -1,1 +1,9 @@
-fn main() {}
+//! The write Lambda: reads configuration once per cold start, builds the clients, and
+//! hands requests to [`tm_write::WriteHandler`].
+
+fn main() {
+    // Wiring to the AWS backends (DynamoDB, Redis, Kafka) lands with the production
+    // adapters; until then the binary refuses to start rather than serve a fake store.
+    eprintln!("tm-write: the AWS adapters are not built yet; use tm-local");
+    std::process::exit(2);
+}

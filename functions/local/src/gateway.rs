@@ -1,0 +1,286 @@
+//! Plays API Gateway's HTTP API in front of the handlers: matches the route table (404 and
+//! 405 come first), checks the bearer token like the JWT authorizer (401), reads at most
+//! 64 KiB + 1 byte of body, and hands each function the `lambda_http` request Lambda
+//! would deliver: API Gateway v2 request context with the token's claims, query map, raw
+//! path. No JSON round trip on the way.
+
+use crate::app::App;
+use anyhow::Context;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequestContext,
+};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, RequestExt};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tm_core::api::{self, Function};
+use tm_core::domain::route::MAX_BODY_BYTES;
+use tm_core::{Error, jwt};
+
+/// Serves until SIGINT or SIGTERM, then finishes in-flight requests (up to 10 s).
+pub async fn serve(app: App, listen: &str) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    let app = Arc::new(app);
+    let relay = tokio::spawn(app.relay.clone().run(Duration::from_millis(500)));
+    // Catch up on anything committed but not delivered before the last stop.
+    app.relay.wake();
+    tracing::info!(%addr, "tm-local listening");
+    println!("tm-local listening on http://{addr}");
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let conn = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(move |req| handle(app.clone(), req)));
+                let watched = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = watched.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections did not finish within 10 s");
+    }
+    relay.abort();
+    if let Err(e) = app.relay.drain().await {
+        tracing::warn!(error = %e, "events left in the outbox; they go out on the next start");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+fn from_core(resp: Response<String>) -> HttpResponse {
+    resp.map(|b| Full::new(Bytes::from(b)))
+}
+
+fn error(err: &Error, cid: &str, path: &str) -> HttpResponse {
+    let mut resp = api::error_response(err, cid);
+    if *err == Error::MethodNotAllowed {
+        if let Ok(v) = HeaderValue::from_str(api::allowed_methods(path)) {
+            resp.headers_mut().insert(http::header::ALLOW, v);
+        }
+    }
+    if matches!(err, Error::Unauthorized(_)) {
+        resp.headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    from_core(resp)
+}
+
+/// Reads the body, stopping one byte past the limit so the handler can answer 413
+/// without this process ever holding more.
+async fn read_limited(body: Incoming) -> Result<Vec<u8>, hyper::Error> {
+    let mut out = Vec::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = MAX_BODY_BYTES + 1 - out.len();
+            out.extend_from_slice(&data[..data.len().min(room)]);
+            if out.len() > MAX_BODY_BYTES {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The JWT authorizer: `Authorization: Bearer <token>`, HS256, `exp` checked.
+fn authorize(app: &App, req: &Request<Incoming>) -> Result<HashMap<String, String>, Error> {
+    let value = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Unauthorized("missing bearer token".into()))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or_else(|| Error::Unauthorized("authorization is not a bearer token".into()))?;
+    let claims = jwt::verify(app.jwt_secret.expose().as_bytes(), token, now_secs())?;
+    Ok(jwt::claims_as_strings(&claims).into_iter().collect())
+}
+
+/// Parses a query string the way API Gateway does: decoded, repeated keys joined by commas.
+pub fn query_map(query: Option<&str>) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = api::percent_decode(&k.replace('+', " "));
+        let v = api::percent_decode(&v.replace('+', " "));
+        map.entry(k)
+            .and_modify(|old| {
+                old.push(',');
+                old.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    map
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    let started = std::time::Instant::now();
+    let cid = api::correlation_id(req.headers().get(api::CORRELATION_HEADER).and_then(|v| v.to_str().ok()));
+    let path = req.uri().path().to_owned();
+    let resp = dispatch(&app, req, &cid, &path).await;
+    tracing::debug!(
+        correlation_id = %cid,
+        path = %path,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    Ok(resp)
+}
+
+async fn dispatch(app: &App, req: Request<Incoming>, cid: &str, path: &str) -> HttpResponse {
+    let op = match api::match_route(req.method(), path) {
+        Ok(op) => op,
+        Err(e) => return error(&e, cid, path),
+    };
+    let claims = if op.function() == Function::Health {
+        None
+    } else {
+        match authorize(app, &req) {
+            Ok(c) => Some(c),
+            Err(e) => return error(&e, cid, path),
+        }
+    };
+    let (mut parts, body) = req.into_parts();
+    let bytes = match read_limited(body).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::debug!(error = %e, "client body ended early");
+            return error(&Error::invalid("body", "could not be read"), cid, path);
+        }
+    };
+    // The function sees the same correlation id this gateway answers with.
+    if let Ok(v) = HeaderValue::from_str(cid) {
+        parts.headers.insert(api::CORRELATION_HEADER, v);
+    }
+    let lambda_req = to_lambda_request(parts, bytes, claims, cid, path);
+    let resp = match op.function() {
+        Function::Write => app.write.handle(lambda_req).await,
+        Function::Resolve | Function::Health => app.resolve.handle(lambda_req).await,
+    };
+    resp.map(|b| match b {
+        Body::Text(s) => Full::new(Bytes::from(s)),
+        Body::Binary(v) => Full::new(Bytes::from(v)),
+        _ => Full::new(Bytes::new()),
+    })
+}
+
+fn to_lambda_request(
+    parts: http::request::Parts,
+    body: Vec<u8>,
+    claims: Option<HashMap<String, String>>,
+    cid: &str,
+    path: &str,
+) -> lambda_http::Request {
+    let mut ctx = ApiGatewayV2httpRequestContext::default();
+    ctx.route_key = Some("$default".into());
+    ctx.stage = Some("$default".into());
+    ctx.request_id = Some(cid.to_owned());
+    ctx.time_epoch = tm_core::domain::timefmt::Timestamp::now().millis();
+    ctx.http.method = parts.method.clone();
+    ctx.http.path = Some(path.to_owned());
+    ctx.http.protocol = Some("HTTP/1.1".into());
+    if let Some(claims) = claims {
+        let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+        jwt.claims = claims;
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        authorizer.jwt = Some(jwt);
+        ctx.authorizer = Some(authorizer);
+    }
+    let query = query_map(parts.uri.query());
+    let body = if body.is_empty() {
+        Body::Empty
+    } else {
+        match String::from_utf8(body) {
+            Ok(s) => Body::Text(s),
+            Err(e) => Body::Binary(e.into_bytes()),
+        }
+    };
+    let mut req = http::Request::new(body);
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = parts.uri;
+    *req.headers_mut() = parts.headers;
+    req.with_request_context(RequestContext::ApiGatewayV2(ctx))
+        .with_query_string_parameters(query)
+        .with_raw_http_path(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode_like_api_gateway() {
+        let q = query_map(Some("key=a%20b&limit=5&x=1&x=2&plus=a+b&flag"));
+        assert_eq!(q["key"], "a b");
+        assert_eq!(q["limit"], "5");
+        assert_eq!(q["x"], "1,2");
+        assert_eq!(q["plus"], "a b");
+        assert_eq!(q["flag"], "");
+    }
+}

@@ -1,0 +1,38 @@
+//! `tm-local`: the same handlers as the Lambda functions, in one process on one port.
+//! - [`cli`]: the command line (CONTRACT §8).
+//! - [`app`]: builds the backends, services and handlers from configuration.
+//! - [`gateway`]: plays API Gateway: route table, JWT authorizer, body limit, and the
+//!   `lambda_http` request each function would receive.
+//! - [`trigger`]: plays the MSK trigger: hands committed events to the event-consumer
+//!   handler in MSK-shaped batches.
+//! - [`secret`]: the HS256 secret (environment, or generated once into the data dir).
+
+pub mod app;
+pub mod cli;
+pub mod gateway;
+pub mod secret;
+pub mod trigger;
+
+use anyhow::Context;
+use cli::Command;
+
+/// Runs one command.
+pub async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            Ok(())
+        }
+        Command::Token { data_dir, sub, tenants, scope, ttl_secs } => {
+            let secret = secret::load_or_create(&data_dir).context("loading the JWT secret")?;
+            println!("{}", secret::mint_token(&secret, &sub, &tenants, &scope, ttl_secs));
+            Ok(())
+        }
+        Command::Init { data_dir } => app::init(&data_dir).await,
+        Command::Serve { listen, data_dir } => {
+            tm_core::logging::init();
+            let app = app::App::build(&data_dir).await?;
+            gateway::serve(app, &listen).await
+        }
+    }
+}
