@@ -1,1 +1,10 @@
+//! The one integration and end-to-end test binary. Each module is one area; the real
+//! servers it talks to are started by `scripts/start-services.sh`.
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
+mod e2e;
+#[cfg(feature = "kafka")]
+mod kafka;
+#[cfg(feature = "redis")]
+mod redis_cache;

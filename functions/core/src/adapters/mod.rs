@@ -2,7 +2,18 @@
 //! - [`embedded_store`]: routes, history, audit and outbox in one `redb` file (ACID, on disk).
 //! - [`memory_cache`]: the shared cache inside the process.
 //! - [`file_dead_letters`]: poison records as JSON lines in a file.
+//!
+//! Production adapters, each behind a cargo feature:
+//! - `dynamodb`: routes, history, audit and outbox in one DynamoDB table.
+//! - `redis_cache` (feature `redis`): the shared cache on Redis / ElastiCache.
+//! - `kafka`: the event publisher and the dead-letter producer.
 
 pub mod embedded_store;
 pub mod memory_cache;
 pub mod file_dead_letters;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "redis")]
+pub mod redis_cache;

@@ -16,8 +16,15 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often a write re-reads and retries after losing a race with another writer.
-const MAX_ATTEMPTS: usize = 5;
+/// How often a write re-reads and retries after losing a race with another writer. Each
+/// round has one winner, so this bounds how many simultaneous writers of one route all
+/// succeed; between rounds a short random pause spreads the retries out.
+const MAX_ATTEMPTS: usize = 32;
+
+async fn backoff(attempt: usize) {
+    let ms = fastrand::u64(0..=(2 * attempt as u64 + 1));
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
 
 /// Who is making a change, for `updated_by`, history and the event.
 #[derive(Clone, Debug)]
@@ -186,7 +193,7 @@ impl WriteService {
 
     /// `PUT`: creates or replaces; returns the route and whether it was created.
     pub async fn put(&self, key: &RouteKey, spec: RouteSpec, pre: Preconditions, actor: &Actor) -> Result<(Route, bool)> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let stored = self.stored(key).await?;
             let live = stored.as_ref().and_then(|s| s.route.as_ref());
             check_if_match(&pre, live)?;
@@ -200,7 +207,7 @@ impl WriteService {
             let event = Self::event(kind, key, revision, at, Some(route.clone()), actor);
             match self.commit(stored.as_ref(), event).await {
                 Ok(()) => return Ok((route, kind == ChangeType::Created)),
-                Err(Error::Conflict) => continue,
+                Err(Error::Conflict) => backoff(attempt).await,
                 Err(e) => return Err(e),
             }
         }
@@ -214,14 +221,14 @@ impl WriteService {
 
     /// `DELETE`: writes a tombstone that keeps the revision.
     pub async fn delete(&self, key: &RouteKey, pre: Preconditions, actor: &Actor) -> Result<()> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let stored = self.stored(key).await?;
             let live = stored.as_ref().and_then(|s| s.route.as_ref()).ok_or(Error::NotFound)?;
             check_if_match(&pre, Some(live))?;
             let event = Self::event(ChangeType::Deleted, key, live.revision + 1, Timestamp::now(), None, actor);
             match self.commit(stored.as_ref(), event).await {
                 Ok(()) => return Ok(()),
-                Err(Error::Conflict) => continue,
+                Err(Error::Conflict) => backoff(attempt).await,
                 Err(e) => return Err(e),
             }
         }
@@ -230,7 +237,7 @@ impl WriteService {
 
     /// `POST .../activate` and `.../deactivate`. Already in that state: unchanged, no event.
     pub async fn set_active(&self, key: &RouteKey, active: bool, pre: Preconditions, actor: &Actor) -> Result<Route> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let stored = self.stored(key).await?;
             let live = stored.as_ref().and_then(|s| s.route.as_ref()).ok_or(Error::NotFound)?;
             check_if_match(&pre, Some(live))?;
@@ -247,7 +254,7 @@ impl WriteService {
             let event = Self::event(kind, key, route.revision, at, Some(route.clone()), actor);
             match self.commit(stored.as_ref(), event).await {
                 Ok(()) => return Ok(route),
-                Err(Error::Conflict) => continue,
+                Err(Error::Conflict) => backoff(attempt).await,
                 Err(e) => return Err(e),
             }
         }

@@ -1,0 +1,6 @@
+//! End-to-end: `tm-local` started as a user would, driven over HTTP. Every scenario takes
+//! the server's extra environment, so the same scenarios run on the embedded defaults
+//! (`embedded.rs`) and on the real backends.
+
+mod embedded;
+pub(crate) mod scenarios;
