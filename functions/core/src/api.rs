@@ -139,12 +139,13 @@ pub fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -364,6 +365,22 @@ pub fn error_response(err: &Error, request_id: &str) -> Response<String> {
     let mut resp = base_response(status, body.to_string(), request_id);
     if let Error::Throttled { retry_after_secs } = err {
         resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+    }
+    resp
+}
+
+/// The error response for a request to `path`: adds `Allow` to a 405 and
+/// `WWW-Authenticate` to a 401.
+pub fn error_response_at(err: &Error, request_id: &str, path: &str) -> Response<String> {
+    let mut resp = error_response(err, request_id);
+    match err {
+        Error::MethodNotAllowed => {
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed_methods(path)));
+        }
+        Error::Unauthorized(_) => {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        _ => {}
     }
     resp
 }

@@ -69,15 +69,9 @@ pub fn into_lambda(resp: Response<String>) -> Response<Body> {
     resp.map(|b| if b.is_empty() { Body::Empty } else { Body::Text(b) })
 }
 
-/// The error response, with `Allow` on a 405.
+/// The contract's error response for this request.
 pub fn error_into_lambda(req: &Request, err: &Error, correlation_id: &str) -> Response<Body> {
-    let mut resp = api::error_response(err, correlation_id);
-    if *err == Error::MethodNotAllowed {
-        if let Ok(v) = http::HeaderValue::from_str(api::allowed_methods(req.uri().path())) {
-            resp.headers_mut().insert(http::header::ALLOW, v);
-        }
-    }
-    into_lambda(resp)
+    into_lambda(api::error_response_at(err, correlation_id, req.uri().path()))
 }
 
 /// Runs `work` after admission and maps every error to the contract's response.

@@ -78,10 +78,10 @@ impl Config {
             },
         };
         let redis_url = get("TM_REDIS_URL");
-        if let Some(u) = &redis_url {
-            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
-                return Err("TM_REDIS_URL: must start with redis:// or rediss://".into());
-            }
+        if let Some(u) = &redis_url
+            && !(u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            return Err("TM_REDIS_URL: must start with redis:// or rediss://".into());
         }
         let kafka_topic = get("TM_KAFKA_TOPIC").unwrap_or_else(|| "route-events".into());
         if kafka_topic.len() > 200 || !kafka_topic.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c)) {

@@ -71,8 +71,8 @@ mod tests {
     #[test]
     fn a_cursor_opens_only_in_its_own_scope() {
         let k = CursorKey::new(b"secret");
-        let c = k.seal("list|acme||", "checkout\0prod\01");
-        assert_eq!(k.open("list|acme||", &c).unwrap(), "checkout\0prod\01");
+        let c = k.seal("list|acme||", "checkout\0prod\0v1");
+        assert_eq!(k.open("list|acme||", &c).unwrap(), "checkout\0prod\0v1");
         assert!(k.open("list|other||", &c).is_err(), "another tenant's cursor");
         assert!(k.open("list|acme|checkout|", &c).is_err(), "another filter's cursor");
         assert!(CursorKey::new(b"other").open("list|acme||", &c).is_err(), "another key");

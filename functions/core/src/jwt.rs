@@ -66,10 +66,10 @@ pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Map<String, Value>
     if now > exp.saturating_add(LEEWAY_SECS) {
         return Err(unauthorized("token expired"));
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64) {
-        if now.saturating_add(LEEWAY_SECS) < nbf {
-            return Err(unauthorized("token not yet valid"));
-        }
+    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64)
+        && now.saturating_add(LEEWAY_SECS) < nbf
+    {
+        return Err(unauthorized("token not yet valid"));
     }
     Ok(claims)
 }

@@ -108,17 +108,7 @@ fn from_core(resp: Response<String>) -> HttpResponse {
 }
 
 fn error(err: &Error, cid: &str, path: &str) -> HttpResponse {
-    let mut resp = api::error_response(err, cid);
-    if *err == Error::MethodNotAllowed {
-        if let Ok(v) = HeaderValue::from_str(api::allowed_methods(path)) {
-            resp.headers_mut().insert(http::header::ALLOW, v);
-        }
-    }
-    if matches!(err, Error::Unauthorized(_)) {
-        resp.headers_mut()
-            .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    from_core(resp)
+    from_core(api::error_response_at(err, cid, path))
 }
 
 /// Reads the body, stopping one byte past the limit so the handler can answer 413

@@ -21,10 +21,10 @@ pub fn resolve(data_dir: &Path) -> anyhow::Result<(Secret, bool)> {
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let path = data_dir.join(FILE);
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        if !s.trim().is_empty() {
-            return Ok((Secret::new(s.trim()), true));
-        }
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && !s.trim().is_empty()
+    {
+        return Ok((Secret::new(s.trim()), true));
     }
     let fresh: String = (0..4).map(|_| format!("{:016x}", fastrand_u64())).collect();
     let mut opts = std::fs::OpenOptions::new();

@@ -94,10 +94,10 @@ impl Resolver {
             selector: selector_text.to_owned(),
         };
         let cached = self.l1.as_ref().and_then(|l1| l1.get(&key));
-        if let Some(e) = &cached {
-            if Instant::now() < e.fresh_until {
-                return found(e.route.clone(), CacheSource::HitL1);
-            }
+        if let Some(e) = &cached
+            && Instant::now() < e.fresh_until
+        {
+            return found(e.route.clone(), CacheSource::HitL1);
         }
         let loaded = self.flights.run(&key, || self.load(svc, selector)).await;
         match loaded {
