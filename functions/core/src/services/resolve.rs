@@ -88,7 +88,12 @@ impl Resolver {
 
     /// The active route the selector picks, and which layer answered. `NotFound` when no
     /// active route matches.
-    pub async fn resolve(&self, svc: &ServiceKey, selector_text: &str, selector: &Selector) -> Result<(Arc<Route>, CacheSource)> {
+    pub async fn resolve(
+        &self,
+        svc: &ServiceKey,
+        selector_text: &str,
+        selector: &Selector,
+    ) -> Result<(Arc<Route>, CacheSource)> {
         let key = L1Key {
             svc: svc.clone(),
             selector: selector_text.to_owned(),
@@ -103,7 +108,11 @@ impl Resolver {
         match loaded {
             Ok((route, source)) => {
                 if let Some(l1) = &self.l1 {
-                    let ttl = if route.is_some() { self.l1_ttl } else { self.l1_ttl.min(NEGATIVE_TTL) };
+                    let ttl = if route.is_some() {
+                        self.l1_ttl
+                    } else {
+                        self.l1_ttl.min(NEGATIVE_TTL)
+                    };
                     l1.insert(
                         key,
                         Arc::new(L1Entry {
@@ -136,9 +145,12 @@ impl Resolver {
                 match self.cache.get(&key).await {
                     Ok(Some(entry)) => return Ok((active(entry.route), CacheSource::HitL2)),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "shared cache unavailable; reading the store"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "shared cache unavailable; reading the store")
+                    }
                 }
-                let entry = CachedRoute::from_stored(self.store.get(&key, Consistency::Eventual).await?);
+                let entry =
+                    CachedRoute::from_stored(self.store.get(&key, Consistency::Eventual).await?);
                 if let Err(e) = self.cache.apply(&key, &entry).await {
                     tracing::warn!(error = %e, "could not fill the shared cache");
                 }
@@ -151,7 +163,9 @@ impl Resolver {
                         return Ok((set.choose(selector), CacheSource::HitL2));
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "shared cache unavailable; reading the store"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "shared cache unavailable; reading the store")
+                    }
                 }
                 let stored = self.store.versions(svc, Consistency::Eventual).await?;
                 let entries: Vec<_> = stored
@@ -258,5 +272,290 @@ pub fn check_sticky_key(key: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid("key", "must be 1 to 256 characters"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory_cache::MemoryCache;
+    use crate::domain::names::VersionName;
+    use crate::domain::route::RouteSpec;
+    use crate::domain::timefmt::Timestamp;
+    use crate::ports::StoredRoute;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// A store holding a fixed set of routes, counting reads, that can be switched off.
+    #[derive(Default)]
+    struct FakeStore {
+        routes: Mutex<Vec<Route>>,
+        reads: AtomicUsize,
+        down: AtomicBool,
+    }
+
+    impl FakeStore {
+        fn put(&self, version: &str, revision: u64, active: bool) {
+            let key = RouteKey::parse("t", "s", "e", version).unwrap();
+            let mut spec =
+                RouteSpec::from_json(br#"{"endpoints":[{"id":"a","url":"https://a"}]}"#).unwrap();
+            spec.active = active;
+            let mut routes = self.routes.lock().unwrap();
+            routes.retain(|r| r.version.as_str() != version);
+            routes.push(Route::from_spec(
+                &key,
+                spec,
+                revision,
+                Timestamp::from_millis(0),
+                "u",
+            ));
+        }
+
+        fn check(&self) -> Result<()> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Error::Unavailable("store down".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl RouteReader for FakeStore {
+        async fn get(&self, key: &RouteKey, _: Consistency) -> Result<Option<StoredRoute>> {
+            self.check()?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let routes = self.routes.lock().unwrap();
+            Ok(routes
+                .iter()
+                .find(|r| r.key() == *key)
+                .map(|r| StoredRoute {
+                    revision: r.revision,
+                    route: Some(r.clone()),
+                }))
+        }
+
+        async fn versions(
+            &self,
+            _: &ServiceKey,
+            _: Consistency,
+        ) -> Result<Vec<(VersionName, StoredRoute)>> {
+            self.check()?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let routes = self.routes.lock().unwrap();
+            Ok(routes
+                .iter()
+                .map(|r| {
+                    (
+                        r.version.clone(),
+                        StoredRoute {
+                            revision: r.revision,
+                            route: Some(r.clone()),
+                        },
+                    )
+                })
+                .collect())
+        }
+    }
+
+    fn svc() -> ServiceKey {
+        ServiceKey::parse("t", "s", "e").unwrap()
+    }
+
+    fn setup(l1: Duration) -> (Arc<FakeStore>, Arc<MemoryCache>, Arc<Resolver>) {
+        let store = Arc::new(FakeStore::default());
+        let cache = Arc::new(MemoryCache::new());
+        let r = Arc::new(Resolver::new(store.clone(), cache.clone(), l1));
+        (store, cache, r)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_concurrent_misses_on_one_key_read_the_store_once() {
+        // GIVEN a route only the store knows
+        let (store, _, r) = setup(Duration::from_secs(1));
+        store.put("1.0.0", 1, true);
+        // WHEN 1000 resolves arrive together
+        let barrier = Arc::new(tokio::sync::Barrier::new(1000));
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let (r, b) = (r.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    b.wait().await;
+                    r.resolve(&svc(), "latest", &Selector::Latest)
+                        .await
+                        .map(|(route, _)| route.revision)
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 1);
+        }
+        // THEN the store was read exactly once
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn layers_answer_in_order_and_say_which_one_did() {
+        let (store, cache, r) = setup(Duration::from_millis(50));
+        store.put("1.0.0", 1, true);
+        let sel = Selector::parse("1.0.0").unwrap();
+        assert_eq!(
+            r.resolve(&svc(), "1.0.0", &sel).await.unwrap().1,
+            CacheSource::Miss
+        );
+        assert_eq!(
+            r.resolve(&svc(), "1.0.0", &sel).await.unwrap().1,
+            CacheSource::HitL1
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            r.resolve(&svc(), "1.0.0", &sel).await.unwrap().1,
+            CacheSource::HitL2,
+            "the miss filled the shared cache"
+        );
+        assert_eq!(
+            cache
+                .get(&RouteKey::parse("t", "s", "e", "1.0.0").unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .revision,
+            1
+        );
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+    }
+
+    /// A shared cache that can be switched off.
+    #[derive(Default)]
+    struct SwitchCache {
+        inner: MemoryCache,
+        down: AtomicBool,
+    }
+
+    impl SwitchCache {
+        fn check(&self) -> Result<()> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Error::Unavailable("cache down".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl SharedCache for SwitchCache {
+        async fn get(&self, key: &RouteKey) -> Result<Option<CachedRoute>> {
+            self.check()?;
+            self.inner.get(key).await
+        }
+        async fn versions(&self, svc: &ServiceKey) -> Result<Option<Vec<CachedRoute>>> {
+            self.check()?;
+            self.inner.versions(svc).await
+        }
+        async fn apply(&self, key: &RouteKey, entry: &CachedRoute) -> Result<bool> {
+            self.check()?;
+            self.inner.apply(key, entry).await
+        }
+        async fn fill(
+            &self,
+            svc: &ServiceKey,
+            entries: &[(VersionName, CachedRoute)],
+        ) -> Result<()> {
+            self.check()?;
+            self.inner.fill(svc, entries).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_answer_is_served_only_when_nothing_fresher_can_be_reached() {
+        // GIVEN an answer in L1, then the cache and the store both go down
+        let store = Arc::new(FakeStore::default());
+        store.put("1.0.0", 1, true);
+        let cache = Arc::new(SwitchCache::default());
+        let r = Resolver::new(store.clone(), cache.clone(), Duration::from_millis(30));
+        r.resolve(&svc(), "latest", &Selector::Latest)
+            .await
+            .unwrap();
+        cache.down.store(true, Ordering::SeqCst);
+        // WHEN only the cache is down, the store answers
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(
+            r.resolve(&svc(), "latest", &Selector::Latest)
+                .await
+                .unwrap()
+                .1,
+            CacheSource::Miss
+        );
+        // WHEN both are down and L1 has expired
+        store.down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // THEN the expired answer is served as stale, and a selector never seen is 503
+        let (route, source) = r
+            .resolve(&svc(), "latest", &Selector::Latest)
+            .await
+            .unwrap();
+        assert_eq!((route.revision, source), (1, CacheSource::Stale));
+        let never = Selector::parse("^1").unwrap();
+        assert!(matches!(
+            r.resolve(&svc(), "^1", &never).await,
+            Err(Error::Unavailable(_))
+        ));
+        // AND when they come back, fresh answers return by themselves
+        store.down.store(false, Ordering::SeqCst);
+        cache.down.store(false, Ordering::SeqCst);
+        assert_eq!(
+            r.resolve(&svc(), "latest", &Selector::Latest)
+                .await
+                .unwrap()
+                .1,
+            CacheSource::HitL2
+        );
+    }
+
+    #[tokio::test]
+    async fn inactive_routes_and_unknown_versions_are_not_found() {
+        let (store, _, r) = setup(Duration::ZERO);
+        store.put("1.0.0", 1, false);
+        assert_eq!(
+            r.resolve(&svc(), "latest", &Selector::Latest)
+                .await
+                .unwrap_err(),
+            Error::NotFound
+        );
+        let exact = Selector::parse("1.0.0").unwrap();
+        assert_eq!(
+            r.resolve(&svc(), "1.0.0", &exact).await.unwrap_err(),
+            Error::NotFound
+        );
+        let missing = Selector::parse("2.0.0").unwrap();
+        assert_eq!(
+            r.resolve(&svc(), "2.0.0", &missing).await.unwrap_err(),
+            Error::NotFound
+        );
+    }
+
+    #[test]
+    fn an_answer_lists_the_winning_group_and_rejects_empty_ones() {
+        let key = RouteKey::parse("t", "s", "e", "1").unwrap();
+        let spec = RouteSpec::from_json(
+            br#"{"endpoints":[{"id":"a","url":"https://a","region":"eu-west-1"},{"id":"b","url":"https://b","priority":1}]}"#,
+        )
+        .unwrap();
+        let route = Route::from_spec(&key, spec, 3, Timestamp::from_millis(0), "u");
+        let a = answer(&route, Some("k")).unwrap();
+        assert_eq!(a.endpoint.id, "a");
+        assert_eq!(a.endpoint.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(a.candidates.len(), 1);
+        let none =
+            RouteSpec::from_json(br#"{"endpoints":[{"id":"a","url":"https://a","weight":0}]}"#)
+                .unwrap();
+        let route = Route::from_spec(&key, none, 1, Timestamp::from_millis(0), "u");
+        assert_eq!(
+            answer(&route, None).unwrap_err(),
+            Error::NoAvailableEndpoint
+        );
+        assert!(check_sticky_key("").is_err());
+        assert!(check_sticky_key(&"é".repeat(256)).is_ok());
+        assert!(check_sticky_key(&"é".repeat(257)).is_err());
     }
 }
