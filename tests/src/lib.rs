@@ -19,9 +19,16 @@ pub const SECRET: &str = "test-secret-for-the-suite";
 /// Where cargo put the `tm-local` binary (next to this test binary's `deps/` folder).
 pub fn tm_local_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
     let bin = dir.join("tm-local");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p tm-local` first (scripts/test.sh does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p tm-local` first (scripts/test.sh does)",
+        bin.display()
+    );
     bin
 }
 
@@ -47,7 +54,10 @@ impl TmLocal {
 
     /// Starts a server on `data_dir` with extra environment.
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut cmd = Command::new(tm_local_bin());
         cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -96,7 +106,9 @@ impl TmLocal {
     /// Stops the server gracefully (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let deadline = std::time::Instant::now() + Duration::from_secs(15);
             while std::time::Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -124,7 +136,10 @@ impl TmLocal {
 
     /// The collected log lines.
     pub fn log_text(&self) -> String {
-        self.logs.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
     }
 }
 
@@ -174,7 +189,10 @@ pub struct Reply {
 impl Reply {
     /// A header as text ("" when absent).
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// The error code of a contract error body.
@@ -200,12 +218,25 @@ impl Http {
     }
 
     /// Sends a request; `body` is sent as JSON when given.
-    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
-        let mut req = Request::builder().method(method).uri(format!("{}{}", self.base, path));
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             req = req.header("content-type", "application/json");
         }
         for (k, v) in headers {
@@ -223,7 +254,12 @@ impl Http {
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, json, text }
+        Reply {
+            status,
+            headers,
+            json,
+            text,
+        }
     }
 
     /// GET with a token.
@@ -233,7 +269,8 @@ impl Http {
 
     /// PUT a JSON body with a token.
     pub async fn put(&self, path: &str, token: &str, body: &str) -> Reply {
-        self.send(Method::PUT, path, Some(token), &[], Some(body)).await
+        self.send(Method::PUT, path, Some(token), &[], Some(body))
+            .await
     }
 
     /// POST without a body.
@@ -243,7 +280,8 @@ impl Http {
 
     /// DELETE with a token.
     pub async fn delete(&self, path: &str, token: &str) -> Reply {
-        self.send(Method::DELETE, path, Some(token), &[], None).await
+        self.send(Method::DELETE, path, Some(token), &[], None)
+            .await
     }
 }
 

@@ -117,7 +117,9 @@ impl Op {
         match self {
             Op::Healthz | Op::Readyz => &[],
             Op::Resolve(_) => &[Scope::Resolve, Scope::Read],
-            Op::PutRoute(_) | Op::DeleteRoute(_) | Op::Activate(_) | Op::Deactivate(_) => &[Scope::Write],
+            Op::PutRoute(_) | Op::DeleteRoute(_) | Op::Activate(_) | Op::Deactivate(_) => {
+                &[Scope::Write]
+            }
             _ => &[Scope::Read],
         }
     }
@@ -167,7 +169,13 @@ pub fn match_route(method: &Method, path: &str) -> Result<Op, Error> {
         env: e.to_owned(),
         version: v.to_owned(),
     };
-    let only = |m: Method, op: Op| if *method == m { Ok(op) } else { Err(Error::MethodNotAllowed) };
+    let only = |m: Method, op: Op| {
+        if *method == m {
+            Ok(op)
+        } else {
+            Err(Error::MethodNotAllowed)
+        }
+    };
     match s.as_slice() {
         ["healthz"] => only(Method::GET, Op::Healthz),
         ["readyz"] => only(Method::GET, Op::Readyz),
@@ -183,7 +191,18 @@ pub fn match_route(method: &Method, path: &str) -> Result<Op, Error> {
                 _ => Err(Error::MethodNotAllowed),
             }
         }
-        ["v1", "tenants", t, "services", sv, "envs", e, "versions", v, action] => {
+        [
+            "v1",
+            "tenants",
+            t,
+            "services",
+            sv,
+            "envs",
+            e,
+            "versions",
+            v,
+            action,
+        ] => {
             let params = p(t, sv, e, v);
             match *action {
                 "activate" => only(Method::POST, Op::Activate(params)),
@@ -201,7 +220,11 @@ pub fn match_route(method: &Method, path: &str) -> Result<Op, Error> {
 pub fn allowed_methods(path: &str) -> &'static str {
     for m in [Method::PUT, Method::POST, Method::DELETE] {
         if match_route(&m, path).is_ok() {
-            return if m == Method::POST { "POST" } else { "GET, PUT, DELETE" };
+            return if m == Method::POST {
+                "POST"
+            } else {
+                "GET, PUT, DELETE"
+            };
         }
     }
     "GET"
@@ -224,7 +247,9 @@ impl Principal {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::Unauthorized("token has no sub".into()))?;
         let words = |k: &str| -> Vec<String> {
-            get(k).map(|v| v.split_whitespace().map(str::to_owned).collect()).unwrap_or_default()
+            get(k)
+                .map(|v| v.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default()
         };
         Ok(Principal {
             sub,
@@ -237,7 +262,11 @@ impl Principal {
     /// Runs before any lookup, so a 403 says nothing about what exists.
     pub fn authorize(&self, op: &Op) -> Result<(), Error> {
         let needed = op.scopes();
-        if !needed.is_empty() && !needed.iter().any(|s| self.scopes.iter().any(|h| h == s.as_str())) {
+        if !needed.is_empty()
+            && !needed
+                .iter()
+                .any(|s| self.scopes.iter().any(|h| h == s.as_str()))
+        {
             return Err(Error::Forbidden);
         }
         match op.tenant() {
@@ -249,7 +278,9 @@ impl Principal {
 
 /// 1–128 chars of `A-Z a-z 0-9 . _ -`.
 pub fn is_valid_correlation_id(s: &str) -> bool {
-    (1..=128).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
 }
 
 /// The request's own correlation id when valid, else a new one.
@@ -266,7 +297,13 @@ pub fn check_body(op: &Op, content_type: Option<&str>, body: &[u8]) -> Result<()
         return Err(Error::PayloadTooLarge);
     }
     if op.takes_body() {
-        let essence = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let essence = content_type.map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
         if essence.as_deref() != Some("application/json") {
             return Err(Error::UnsupportedMediaType);
         }
@@ -303,7 +340,11 @@ pub fn parse_if_match(v: Option<&str>) -> Result<Option<IfMatch>, Error> {
     }
     v.strip_prefix('"')
         .and_then(|x| x.strip_suffix('"'))
-        .and_then(|x| x.parse::<u64>().ok().filter(|_| x.bytes().all(|c| c.is_ascii_digit())))
+        .and_then(|x| {
+            x.parse::<u64>()
+                .ok()
+                .filter(|_| x.bytes().all(|c| c.is_ascii_digit()))
+        })
         .map(|n| Some(IfMatch::Revision(n)))
         .ok_or_else(|| Error::invalid("If-Match", "must be a quoted revision such as \"7\", or *"))
 }
@@ -327,7 +368,9 @@ pub fn status_and_code(err: &Error) -> (StatusCode, &'static str) {
         Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         Error::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
         Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        Error::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        Error::UnsupportedMediaType => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        }
         Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
         Error::NoAvailableEndpoint => (StatusCode::SERVICE_UNAVAILABLE, "no_available_endpoint"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -357,14 +400,20 @@ fn public_message(err: &Error) -> String {
 pub fn error_response(err: &Error, request_id: &str) -> Response<String> {
     let (status, code) = status_and_code(err);
     match err {
-        Error::Internal(_) | Error::Conflict => tracing::error!(correlation_id = request_id, error = %err, "request failed"),
-        Error::Unavailable(_) => tracing::warn!(correlation_id = request_id, error = %err, "backend unavailable"),
+        Error::Internal(_) | Error::Conflict => {
+            tracing::error!(correlation_id = request_id, error = %err, "request failed")
+        }
+        Error::Unavailable(_) => {
+            tracing::warn!(correlation_id = request_id, error = %err, "backend unavailable")
+        }
         _ => tracing::debug!(correlation_id = request_id, error = %err, "request rejected"),
     }
-    let body = json!({"error": {"code": code, "message": public_message(err), "request_id": request_id}});
+    let body =
+        json!({"error": {"code": code, "message": public_message(err), "request_id": request_id}});
     let mut resp = base_response(status, body.to_string(), request_id);
     if let Error::Throttled { retry_after_secs } = err {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
     }
     resp
 }
@@ -375,10 +424,14 @@ pub fn error_response_at(err: &Error, request_id: &str, path: &str) -> Response<
     let mut resp = error_response(err, request_id);
     match err {
         Error::MethodNotAllowed => {
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed_methods(path)));
+            resp.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static(allowed_methods(path)),
+            );
         }
         Error::Unauthorized(_) => {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         _ => {}
     }
@@ -386,10 +439,17 @@ pub fn error_response_at(err: &Error, request_id: &str, path: &str) -> Response<
 }
 
 /// A JSON response with the correlation id.
-pub fn json_response(status: StatusCode, body: &impl Serialize, request_id: &str) -> Response<String> {
+pub fn json_response(
+    status: StatusCode,
+    body: &impl Serialize,
+    request_id: &str,
+) -> Response<String> {
     match serde_json::to_string(body) {
         Ok(s) => base_response(status, s, request_id),
-        Err(e) => error_response(&Error::Internal(format!("encode response: {e}")), request_id),
+        Err(e) => error_response(
+            &Error::Internal(format!("encode response: {e}")),
+            request_id,
+        ),
     }
 }
 
@@ -400,7 +460,10 @@ pub fn base_response(status: StatusCode, body: String, request_id: &str) -> Resp
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     if status != StatusCode::NO_CONTENT {
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(CORRELATION_HEADER, v);
@@ -428,14 +491,38 @@ mod tests {
         let base = "/v1/tenants/acme/services/checkout/envs/prod/versions/2.3.1";
         assert!(matches!(route(Method::PUT, base), Ok(Op::PutRoute(_))));
         assert!(matches!(route(Method::GET, base), Ok(Op::GetRoute(_))));
-        assert!(matches!(route(Method::DELETE, base), Ok(Op::DeleteRoute(_))));
-        assert!(matches!(route(Method::POST, &format!("{base}/activate")), Ok(Op::Activate(_))));
-        assert!(matches!(route(Method::POST, &format!("{base}/deactivate")), Ok(Op::Deactivate(_))));
-        assert!(matches!(route(Method::GET, &format!("{base}/history")), Ok(Op::History(_))));
-        assert!(matches!(route(Method::GET, &format!("{base}/status")), Ok(Op::Status(_))));
-        assert!(matches!(route(Method::GET, "/v1/tenants/acme/routes"), Ok(Op::ListRoutes(_))));
-        assert!(matches!(route(Method::GET, "/v1/tenants/acme/audit"), Ok(Op::Audit(_))));
-        assert!(matches!(route(Method::GET, "/v1/resolve/acme/checkout/prod/latest"), Ok(Op::Resolve(_))));
+        assert!(matches!(
+            route(Method::DELETE, base),
+            Ok(Op::DeleteRoute(_))
+        ));
+        assert!(matches!(
+            route(Method::POST, &format!("{base}/activate")),
+            Ok(Op::Activate(_))
+        ));
+        assert!(matches!(
+            route(Method::POST, &format!("{base}/deactivate")),
+            Ok(Op::Deactivate(_))
+        ));
+        assert!(matches!(
+            route(Method::GET, &format!("{base}/history")),
+            Ok(Op::History(_))
+        ));
+        assert!(matches!(
+            route(Method::GET, &format!("{base}/status")),
+            Ok(Op::Status(_))
+        ));
+        assert!(matches!(
+            route(Method::GET, "/v1/tenants/acme/routes"),
+            Ok(Op::ListRoutes(_))
+        ));
+        assert!(matches!(
+            route(Method::GET, "/v1/tenants/acme/audit"),
+            Ok(Op::Audit(_))
+        ));
+        assert!(matches!(
+            route(Method::GET, "/v1/resolve/acme/checkout/prod/latest"),
+            Ok(Op::Resolve(_))
+        ));
         assert!(matches!(route(Method::GET, "/healthz"), Ok(Op::Healthz)));
         assert!(matches!(route(Method::GET, "/readyz"), Ok(Op::Readyz)));
     }
@@ -443,19 +530,48 @@ mod tests {
     #[test]
     fn unknown_paths_are_404_and_wrong_methods_405() {
         assert_eq!(route(Method::GET, "/v1/nothing"), Err(Error::NotFound));
-        assert_eq!(route(Method::GET, "/v1/tenants/acme/routes/"), Err(Error::NotFound));
-        assert_eq!(route(Method::GET, "/v1/tenants//routes"), Err(Error::NotFound));
-        assert_eq!(route(Method::POST, "/v1/tenants/acme/routes"), Err(Error::MethodNotAllowed));
-        assert_eq!(route(Method::PATCH, "/v1/tenants/a/services/b/envs/c/versions/d"), Err(Error::MethodNotAllowed));
-        assert_eq!(route(Method::GET, "/v1/tenants/a/services/b/envs/c/versions/d/activate"), Err(Error::MethodNotAllowed));
-        assert_eq!(route(Method::POST, "/healthz"), Err(Error::MethodNotAllowed));
-        assert_eq!(allowed_methods("/v1/tenants/a/services/b/envs/c/versions/d"), "GET, PUT, DELETE");
-        assert_eq!(allowed_methods("/v1/tenants/a/services/b/envs/c/versions/d/activate"), "POST");
+        assert_eq!(
+            route(Method::GET, "/v1/tenants/acme/routes/"),
+            Err(Error::NotFound)
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/tenants//routes"),
+            Err(Error::NotFound)
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/tenants/acme/routes"),
+            Err(Error::MethodNotAllowed)
+        );
+        assert_eq!(
+            route(Method::PATCH, "/v1/tenants/a/services/b/envs/c/versions/d"),
+            Err(Error::MethodNotAllowed)
+        );
+        assert_eq!(
+            route(
+                Method::GET,
+                "/v1/tenants/a/services/b/envs/c/versions/d/activate"
+            ),
+            Err(Error::MethodNotAllowed)
+        );
+        assert_eq!(
+            route(Method::POST, "/healthz"),
+            Err(Error::MethodNotAllowed)
+        );
+        assert_eq!(
+            allowed_methods("/v1/tenants/a/services/b/envs/c/versions/d"),
+            "GET, PUT, DELETE"
+        );
+        assert_eq!(
+            allowed_methods("/v1/tenants/a/services/b/envs/c/versions/d/activate"),
+            "POST"
+        );
     }
 
     #[test]
     fn selectors_are_percent_decoded() {
-        let Ok(Op::Resolve(p)) = route(Method::GET, "/v1/resolve/a/b/c/%3E%3D1.2%2C%20%3C2") else { panic!() };
+        let Ok(Op::Resolve(p)) = route(Method::GET, "/v1/resolve/a/b/c/%3E%3D1.2%2C%20%3C2") else {
+            panic!()
+        };
         assert_eq!(p.version, ">=1.2, <2");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("%ff"), "\u{fffd}");
@@ -476,13 +592,25 @@ mod tests {
         let put = route(Method::PUT, "/v1/tenants/acme/services/s/envs/e/versions/1").unwrap();
         let res = route(Method::GET, "/v1/resolve/acme/s/e/latest").unwrap();
         assert!(claims("routes:read", "acme").authorize(&get).is_ok());
-        assert_eq!(claims("routes:read", "acme").authorize(&put), Err(Error::Forbidden));
+        assert_eq!(
+            claims("routes:read", "acme").authorize(&put),
+            Err(Error::Forbidden)
+        );
         assert!(claims("routes:write", "*").authorize(&put).is_ok());
-        assert_eq!(claims("routes:write routes:read", "other").authorize(&put), Err(Error::Forbidden));
+        assert_eq!(
+            claims("routes:write routes:read", "other").authorize(&put),
+            Err(Error::Forbidden)
+        );
         assert!(claims("routes:read", "acme").authorize(&res).is_ok());
         assert!(claims("routes:resolve", "acme").authorize(&res).is_ok());
-        assert_eq!(claims("routes:resolve", "acme").authorize(&get), Err(Error::Forbidden));
-        assert_eq!(claims("routes:read", "acme-x acm").authorize(&get), Err(Error::Forbidden));
+        assert_eq!(
+            claims("routes:resolve", "acme").authorize(&get),
+            Err(Error::Forbidden)
+        );
+        assert_eq!(
+            claims("routes:read", "acme-x acm").authorize(&get),
+            Err(Error::Forbidden)
+        );
         assert!(Principal::from_claims(|_| None).is_err());
     }
 
@@ -490,9 +618,18 @@ mod tests {
     fn body_checks_run_in_contract_order() {
         let put = route(Method::PUT, "/v1/tenants/a/services/b/envs/c/versions/d").unwrap();
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(check_body(&put, Some("text/plain"), &big), Err(Error::PayloadTooLarge));
-        assert_eq!(check_body(&put, Some("text/plain"), b"{}"), Err(Error::UnsupportedMediaType));
-        assert_eq!(check_body(&put, None, b"{}"), Err(Error::UnsupportedMediaType));
+        assert_eq!(
+            check_body(&put, Some("text/plain"), &big),
+            Err(Error::PayloadTooLarge)
+        );
+        assert_eq!(
+            check_body(&put, Some("text/plain"), b"{}"),
+            Err(Error::UnsupportedMediaType)
+        );
+        assert_eq!(
+            check_body(&put, None, b"{}"),
+            Err(Error::UnsupportedMediaType)
+        );
         assert!(check_body(&put, Some("application/json; charset=utf-8"), b"{}").is_ok());
         assert!(check_body(&put, Some("Application/JSON"), b"{}").is_ok());
     }
@@ -504,7 +641,10 @@ mod tests {
         for bad in ["0", "501", "-1", "x", "", "+5", "1.0"] {
             assert!(parse_limit(Some(bad)).is_err(), "{bad}");
         }
-        assert_eq!(parse_if_match(Some("\"7\"")).unwrap(), Some(IfMatch::Revision(7)));
+        assert_eq!(
+            parse_if_match(Some("\"7\"")).unwrap(),
+            Some(IfMatch::Revision(7))
+        );
         assert_eq!(parse_if_match(Some("*")).unwrap(), Some(IfMatch::Any));
         for bad in ["7", "\"x\"", "\"-1\"", "\"+1\"", "W/\"1\""] {
             assert!(parse_if_match(Some(bad)).is_err(), "{bad}");
@@ -530,7 +670,12 @@ mod tests {
         assert_eq!(v["error"]["request_id"], "rid");
         assert!(!r.body().contains("password"));
         assert_eq!(r.headers()[CORRELATION_HEADER], "rid");
-        let r = error_response(&Error::Throttled { retry_after_secs: 3 }, "rid");
+        let r = error_response(
+            &Error::Throttled {
+                retry_after_secs: 3,
+            },
+            "rid",
+        );
         assert_eq!(r.headers()[header::RETRY_AFTER], "3");
     }
 }

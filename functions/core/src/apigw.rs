@@ -29,7 +29,9 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 
 /// A query parameter.
 pub fn query(req: &Request, name: &str) -> Option<String> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+        .map(str::to_owned)
 }
 
 fn claim(req: &Request, name: &str) -> Option<String> {
@@ -66,12 +68,22 @@ pub fn admit(req: &Request) -> std::result::Result<Admitted, (Error, String)> {
 
 /// Turns the core's response into the Lambda response type.
 pub fn into_lambda(resp: Response<String>) -> Response<Body> {
-    resp.map(|b| if b.is_empty() { Body::Empty } else { Body::Text(b) })
+    resp.map(|b| {
+        if b.is_empty() {
+            Body::Empty
+        } else {
+            Body::Text(b)
+        }
+    })
 }
 
 /// The contract's error response for this request.
 pub fn error_into_lambda(req: &Request, err: &Error, correlation_id: &str) -> Response<Body> {
-    into_lambda(api::error_response_at(err, correlation_id, req.uri().path()))
+    into_lambda(api::error_response_at(
+        err,
+        correlation_id,
+        req.uri().path(),
+    ))
 }
 
 /// Runs `work` after admission and maps every error to the contract's response.

@@ -68,13 +68,21 @@ impl Config {
         let kafka_auth = match get("TM_KAFKA_AUTH").as_deref() {
             None | Some("none") => KafkaAuth::None,
             Some("msk-iam") => KafkaAuth::MskIam,
-            Some(other) => return Err(format!("TM_KAFKA_AUTH: '{other}' is not one of none, msk-iam")),
+            Some(other) => {
+                return Err(format!(
+                    "TM_KAFKA_AUTH: '{other}' is not one of none, msk-iam"
+                ));
+            }
         };
         let l1_ttl = match get("TM_L1_TTL_MS") {
             None => Duration::from_millis(1000),
             Some(v) => match v.parse::<u64>() {
                 Ok(ms) if ms <= 3_600_000 => Duration::from_millis(ms),
-                _ => return Err(format!("TM_L1_TTL_MS: '{v}' is not a whole number of milliseconds (0-3600000)")),
+                _ => {
+                    return Err(format!(
+                        "TM_L1_TTL_MS: '{v}' is not a whole number of milliseconds (0-3600000)"
+                    ));
+                }
             },
         };
         let redis_url = get("TM_REDIS_URL");
@@ -84,8 +92,14 @@ impl Config {
             return Err("TM_REDIS_URL: must start with redis:// or rediss://".into());
         }
         let kafka_topic = get("TM_KAFKA_TOPIC").unwrap_or_else(|| "route-events".into());
-        if kafka_topic.len() > 200 || !kafka_topic.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c)) {
-            return Err(format!("TM_KAFKA_TOPIC: '{kafka_topic}' is not a valid Kafka topic name"));
+        if kafka_topic.len() > 200
+            || !kafka_topic
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+        {
+            return Err(format!(
+                "TM_KAFKA_TOPIC: '{kafka_topic}' is not a valid Kafka topic name"
+            ));
         }
         Ok(Config {
             jwt_secret: get("TM_JWT_SECRET").map(Secret::new),
@@ -111,7 +125,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -127,16 +144,39 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        assert!(cfg(&[("TM_L1_TTL_MS", "fast")]).unwrap_err().starts_with("TM_L1_TTL_MS"));
-        assert!(cfg(&[("TM_KAFKA_AUTH", "sasl")]).unwrap_err().starts_with("TM_KAFKA_AUTH"));
-        assert!(cfg(&[("TM_REDIS_URL", "http://x")]).unwrap_err().starts_with("TM_REDIS_URL"));
-        assert!(cfg(&[("TM_KAFKA_TOPIC", "a b")]).unwrap_err().starts_with("TM_KAFKA_TOPIC"));
+        assert!(
+            cfg(&[("TM_L1_TTL_MS", "fast")])
+                .unwrap_err()
+                .starts_with("TM_L1_TTL_MS")
+        );
+        assert!(
+            cfg(&[("TM_KAFKA_AUTH", "sasl")])
+                .unwrap_err()
+                .starts_with("TM_KAFKA_AUTH")
+        );
+        assert!(
+            cfg(&[("TM_REDIS_URL", "http://x")])
+                .unwrap_err()
+                .starts_with("TM_REDIS_URL")
+        );
+        assert!(
+            cfg(&[("TM_KAFKA_TOPIC", "a b")])
+                .unwrap_err()
+                .starts_with("TM_KAFKA_TOPIC")
+        );
     }
 
     #[test]
     fn secrets_do_not_print() {
-        let c = cfg(&[("TM_JWT_SECRET", "hunter2"), ("TM_REDIS_URL", "redis://:pw@h")]).unwrap();
+        let c = cfg(&[
+            ("TM_JWT_SECRET", "hunter2"),
+            ("TM_REDIS_URL", "redis://:pw@h"),
+        ])
+        .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("pw@"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw@"),
+            "{shown}"
+        );
     }
 }

@@ -43,14 +43,21 @@ impl CursorKey {
 
     /// Checks a cursor made by [`seal`](Self::seal) for the same scope; returns the position.
     pub fn open(&self, scope: &str, cursor: &str) -> Result<String, Error> {
-        let bad = || Error::invalid("cursor", "is not a cursor this server issued for this query");
+        let bad = || {
+            Error::invalid(
+                "cursor",
+                "is not a cursor this server issued for this query",
+            )
+        };
         if cursor.len() > 2048 {
             return Err(bad());
         }
         let (pos, tag) = cursor.split_once('.').ok_or_else(bad)?;
         let pos = String::from_utf8(B64.decode(pos).map_err(|_| bad())?).map_err(|_| bad())?;
         let tag = B64.decode(tag).map_err(|_| bad())?;
-        self.mac(scope, &pos).verify_truncated_left(&tag).map_err(|_| bad())?;
+        self.mac(scope, &pos)
+            .verify_truncated_left(&tag)
+            .map_err(|_| bad())?;
         if tag.len() != 16 {
             return Err(bad());
         }
@@ -73,9 +80,18 @@ mod tests {
         let k = CursorKey::new(b"secret");
         let c = k.seal("list|acme||", "checkout\0prod\0v1");
         assert_eq!(k.open("list|acme||", &c).unwrap(), "checkout\0prod\0v1");
-        assert!(k.open("list|other||", &c).is_err(), "another tenant's cursor");
-        assert!(k.open("list|acme|checkout|", &c).is_err(), "another filter's cursor");
-        assert!(CursorKey::new(b"other").open("list|acme||", &c).is_err(), "another key");
+        assert!(
+            k.open("list|other||", &c).is_err(),
+            "another tenant's cursor"
+        );
+        assert!(
+            k.open("list|acme|checkout|", &c).is_err(),
+            "another filter's cursor"
+        );
+        assert!(
+            CursorKey::new(b"other").open("list|acme||", &c).is_err(),
+            "another key"
+        );
     }
 
     #[test]
@@ -86,7 +102,10 @@ mod tests {
         assert!(k.open("s", &forged).is_err());
         assert!(k.open("s", "").is_err());
         assert!(k.open("s", "abc").is_err());
-        assert!(k.open("s", &format!("{}.", B64.encode("42"))).is_err(), "empty tag");
+        assert!(
+            k.open("s", &format!("{}.", B64.encode("42"))).is_err(),
+            "empty tag"
+        );
     }
 
     proptest! {

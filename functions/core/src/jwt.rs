@@ -37,7 +37,9 @@ pub fn mint(secret: &[u8], claims: &Map<String, Value>) -> String {
 pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Map<String, Value>, Error> {
     let unauthorized = |why: &str| Error::Unauthorized(why.to_owned());
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(unauthorized("malformed token"));
     };
     let header: Value = B64
@@ -48,12 +50,15 @@ pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Map<String, Value>
     if header.get("alg").and_then(Value::as_str) != Some("HS256") {
         return Err(unauthorized("token algorithm not accepted"));
     }
-    let sig = B64.decode(s).map_err(|_| unauthorized("malformed token signature"))?;
+    let sig = B64
+        .decode(s)
+        .map_err(|_| unauthorized("malformed token signature"))?;
     let mut m = signer(secret);
     m.update(h.as_bytes());
     m.update(b".");
     m.update(p.as_bytes());
-    m.verify_slice(&sig).map_err(|_| unauthorized("bad token signature"))?;
+    m.verify_slice(&sig)
+        .map_err(|_| unauthorized("bad token signature"))?;
     let claims: Map<String, Value> = B64
         .decode(p)
         .ok()
@@ -110,12 +115,21 @@ mod tests {
     #[test]
     fn expired_wrong_key_or_tampered_tokens_are_401() {
         let t = mint(b"s", &claims(1000));
-        assert!(matches!(verify(b"s", &t, 1061), Err(Error::Unauthorized(_))));
-        assert!(matches!(verify(b"other", &t, 1000), Err(Error::Unauthorized(_))));
+        assert!(matches!(
+            verify(b"s", &t, 1061),
+            Err(Error::Unauthorized(_))
+        ));
+        assert!(matches!(
+            verify(b"other", &t, 1000),
+            Err(Error::Unauthorized(_))
+        ));
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged = B64.encode(json!({"sub": "admin", "exp": 9999999999i64}).to_string());
         parts[1] = &forged;
-        assert!(matches!(verify(b"s", &parts.join("."), 1000), Err(Error::Unauthorized(_))));
+        assert!(matches!(
+            verify(b"s", &parts.join("."), 1000),
+            Err(Error::Unauthorized(_))
+        ));
     }
 
     #[test]
@@ -131,7 +145,10 @@ mod tests {
     #[test]
     fn garbage_is_401_not_a_panic() {
         for t in ["", ".", "..", "a.b.c", "a.b.c.d", "eyJ.eyJ.x"] {
-            assert!(matches!(verify(b"s", t, 0), Err(Error::Unauthorized(_))), "{t}");
+            assert!(
+                matches!(verify(b"s", t, 0), Err(Error::Unauthorized(_))),
+                "{t}"
+            );
         }
     }
 }

@@ -77,7 +77,11 @@ pub trait RouteReader: Send + Sync {
     /// The stored state of one key, tombstones included.
     async fn get(&self, key: &RouteKey, read: Consistency) -> Result<Option<StoredRoute>>;
     /// Every key of one `(tenant, service, env)`, tombstones included.
-    async fn versions(&self, svc: &ServiceKey, read: Consistency) -> Result<Vec<(VersionName, StoredRoute)>>;
+    async fn versions(
+        &self,
+        svc: &ServiceKey,
+        read: Consistency,
+    ) -> Result<Vec<(VersionName, StoredRoute)>>;
 }
 
 /// Writes routes and lists them. Held by write.
@@ -95,7 +99,12 @@ pub trait RouteWriter: Send + Sync {
 #[async_trait]
 pub trait HistoryReader: Send + Sync {
     /// A key's history, newest first, with revisions below `before`.
-    async fn history(&self, key: &RouteKey, before: Option<u64>, limit: usize) -> Result<Vec<HistoryEntry>>;
+    async fn history(
+        &self,
+        key: &RouteKey,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>>;
     /// A tenant's changes, newest first (commit order), with their sequence numbers.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<(u64, AuditEntry)>>;
 }

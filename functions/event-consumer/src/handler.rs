@@ -56,13 +56,19 @@ pub struct ConsumerHandler {
 }
 
 fn decode(field: &Option<String>) -> Result<Option<Vec<u8>>, String> {
-    field.as_ref().map(|s| B64.decode(s).map_err(|e| format!("not base64: {e}"))).transpose()
+    field
+        .as_ref()
+        .map(|s| B64.decode(s).map_err(|e| format!("not base64: {e}")))
+        .transpose()
 }
 
 impl ConsumerHandler {
     /// A handler applying through `consumer`, dead-lettering to `dead_letters`.
     pub fn new(consumer: Consumer, dead_letters: Arc<dyn DeadLetters>) -> Self {
-        Self { consumer, dead_letters }
+        Self {
+            consumer,
+            dead_letters,
+        }
     }
 
     /// Handles one MSK batch.
@@ -92,7 +98,13 @@ impl ConsumerHandler {
                 }
             }
         }
-        tracing::info!(applied = stats.applied, skipped = stats.skipped, dead_lettered = stats.dead_lettered, failed_partitions = stats.failed_partitions, "batch handled");
+        tracing::info!(
+            applied = stats.applied,
+            skipped = stats.skipped,
+            dead_lettered = stats.dead_lettered,
+            failed_partitions = stats.failed_partitions,
+            "batch handled"
+        );
         (response, stats)
     }
 

@@ -64,7 +64,8 @@ impl App {
     pub async fn build(data_dir: &Path) -> anyhow::Result<Self> {
         let config = Config::from_env().map_err(anyhow::Error::msg)?;
         refuse_unbuilt_backends(&config)?;
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
         let (jwt_secret, generated) = secret::resolve(data_dir)?;
         if generated {
             let path: PathBuf = data_dir.join("jwt-secret");
@@ -77,11 +78,19 @@ impl App {
         let store = Arc::new(
             EmbeddedStore::open(&db_path)
                 .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("opening {} (is another tm-local using this data dir?)", db_path.display()))?,
+                .with_context(|| {
+                    format!(
+                        "opening {} (is another tm-local using this data dir?)",
+                        db_path.display()
+                    )
+                })?,
         );
         let cache = Arc::new(MemoryCache::new());
         let dead_letters = Arc::new(FileDeadLetters::new(data_dir.join("dead-letters.jsonl")));
-        let consumer = Arc::new(ConsumerHandler::new(Consumer::new(cache.clone()), dead_letters));
+        let consumer = Arc::new(ConsumerHandler::new(
+            Consumer::new(cache.clone()),
+            dead_letters,
+        ));
         let trigger = Arc::new(LocalTrigger::new(consumer, config.kafka_topic.clone()));
         let relay = Arc::new(Relay::new(store.clone(), trigger));
         let write = WriteService::new(

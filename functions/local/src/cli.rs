@@ -56,7 +56,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let (mut name, mut tenants, mut scope, mut ttl) = (None, None, None, 3600u64);
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match (sub, flag.as_str()) {
             (_, "-h" | "--help") => return Ok(Command::Help),
             ("serve", "--listen") => listen = value()?,
@@ -79,8 +83,12 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "token" => Command::Token {
             data_dir,
             sub: name.filter(|s| !s.is_empty()).ok_or("token needs --sub")?,
-            tenants: tenants.filter(|s| !s.trim().is_empty()).ok_or("token needs --tenants")?,
-            scope: scope.filter(|s| !s.trim().is_empty()).ok_or("token needs --scope")?,
+            tenants: tenants
+                .filter(|s| !s.trim().is_empty())
+                .ok_or("token needs --tenants")?,
+            scope: scope
+                .filter(|s| !s.trim().is_empty())
+                .ok_or("token needs --scope")?,
             ttl_secs: ttl,
         },
         _ => Command::Serve { listen, data_dir },
@@ -99,16 +107,43 @@ mod tests {
     fn defaults_serve_on_8080_with_dot_tm_data() {
         assert_eq!(
             p(&[]).unwrap(),
-            Command::Serve { listen: "127.0.0.1:8080".into(), data_dir: ".tm-data".into() }
+            Command::Serve {
+                listen: "127.0.0.1:8080".into(),
+                data_dir: ".tm-data".into()
+            }
         );
     }
 
     #[test]
     fn token_needs_its_claims() {
         assert!(p(&["token", "--sub", "u"]).is_err());
-        let c = p(&["token", "--sub", "u", "--tenants", "acme", "--scope", "routes:read", "--ttl", "60"]).unwrap();
+        let c = p(&[
+            "token",
+            "--sub",
+            "u",
+            "--tenants",
+            "acme",
+            "--scope",
+            "routes:read",
+            "--ttl",
+            "60",
+        ])
+        .unwrap();
         assert!(matches!(c, Command::Token { ttl_secs: 60, .. }));
-        assert!(p(&["token", "--sub", "u", "--tenants", "a", "--scope", "s", "--ttl", "0"]).is_err());
+        assert!(
+            p(&[
+                "token",
+                "--sub",
+                "u",
+                "--tenants",
+                "a",
+                "--scope",
+                "s",
+                "--ttl",
+                "0"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

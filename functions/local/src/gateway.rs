@@ -14,7 +14,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::aws_lambda_events::apigw::{
-    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequestContext,
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+    ApiGatewayV2httpRequestContext,
 };
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
@@ -68,7 +69,10 @@ pub async fn serve(app: App, listen: &str) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down: finishing in-flight requests");
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within 10 s");
     }
     relay.abort();
@@ -170,7 +174,11 @@ pub fn query_map(query: Option<&str>) -> HashMap<String, String> {
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
     let started = std::time::Instant::now();
-    let cid = api::correlation_id(req.headers().get(api::CORRELATION_HEADER).and_then(|v| v.to_str().ok()));
+    let cid = api::correlation_id(
+        req.headers()
+            .get(api::CORRELATION_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
     let path = req.uri().path().to_owned();
     let resp = dispatch(&app, req, &cid, &path).await;
     tracing::debug!(

@@ -16,10 +16,14 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
 
 /// The secret and whether it was read or generated in the data dir.
 pub fn resolve(data_dir: &Path) -> anyhow::Result<(Secret, bool)> {
-    if let Some(s) = std::env::var("TM_JWT_SECRET").ok().filter(|s| !s.is_empty()) {
+    if let Some(s) = std::env::var("TM_JWT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
         return Ok((Secret::new(s), false));
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let path = data_dir.join(FILE);
     if let Ok(s) = std::fs::read_to_string(&path)
         && !s.trim().is_empty()
@@ -32,10 +36,13 @@ pub fn resolve(data_dir: &Path) -> anyhow::Result<(Secret, bool)> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     match opts.open(&path) {
-        Ok(mut f) => f.write_all(fresh.as_bytes()).with_context(|| format!("writing {}", path.display()))?,
+        Ok(mut f) => f
+            .write_all(fresh.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let s = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let s = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
             return Ok((Secret::new(s.trim()), true));
         }
         Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),

@@ -32,13 +32,19 @@ impl LocalTrigger {
 }
 
 /// Builds the MSK event Lambda would deliver for these events on one partition.
-pub fn msk_event(topic: &str, partition: i64, first_offset: i64, events: &[RouteEvent]) -> Result<aws_lambda_events::event::kafka::KafkaEvent> {
+pub fn msk_event(
+    topic: &str,
+    partition: i64,
+    first_offset: i64,
+    events: &[RouteEvent],
+) -> Result<aws_lambda_events::event::kafka::KafkaEvent> {
     let now_ms = tm_core::domain::timefmt::Timestamp::now().millis();
     let records: Vec<_> = events
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let value = serde_json::to_vec(e).map_err(|err| Error::Internal(format!("encode event: {err}")))?;
+            let value = serde_json::to_vec(e)
+                .map_err(|err| Error::Internal(format!("encode event: {err}")))?;
             Ok(json!({
                 "topic": topic,
                 "partition": partition,
@@ -66,14 +72,18 @@ impl EventPublisher for LocalTrigger {
         if events.is_empty() {
             return Ok(());
         }
-        let first = self.next_offset.fetch_add(events.len() as i64, Ordering::SeqCst);
+        let first = self
+            .next_offset
+            .fetch_add(events.len() as i64, Ordering::SeqCst);
         let batch = msk_event(&self.topic, 0, first, events)?;
         let (response, _) = self.handler.handle(batch).await;
         if response.batch_item_failures.is_empty() {
             Ok(())
         } else {
             // The relay keeps the events and redelivers them; applying is idempotent.
-            Err(Error::Unavailable("the event consumer asked for redelivery".into()))
+            Err(Error::Unavailable(
+                "the event consumer asked for redelivery".into(),
+            ))
         }
     }
 }

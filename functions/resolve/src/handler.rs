@@ -60,7 +60,11 @@ impl ResolveHandler {
                 h.insert("x-cache", HeaderValue::from_static(source.header()));
                 Ok(resp)
             }
-            Op::Healthz => Ok(api::json_response(StatusCode::OK, &json!({"status": "ok"}), cid)),
+            Op::Healthz => Ok(api::json_response(
+                StatusCode::OK,
+                &json!({"status": "ok"}),
+                cid,
+            )),
             Op::Readyz => Ok(self.readiness(cid).await),
             _ => Err(Error::NotFound),
         }
@@ -70,19 +74,25 @@ impl ResolveHandler {
         let mut backends = Map::new();
         let mut ready = true;
         for p in &self.probes {
-            let state = match tokio::time::timeout(std::time::Duration::from_secs(2), p.ping()).await {
-                Ok(Ok(())) => "up",
-                Ok(Err(e)) => {
-                    tracing::warn!(backend = p.name(), error = %e, "readiness check failed");
-                    "down"
-                }
-                Err(_) => "timeout",
-            };
+            let state =
+                match tokio::time::timeout(std::time::Duration::from_secs(2), p.ping()).await {
+                    Ok(Ok(())) => "up",
+                    Ok(Err(e)) => {
+                        tracing::warn!(backend = p.name(), error = %e, "readiness check failed");
+                        "down"
+                    }
+                    Err(_) => "timeout",
+                };
             ready &= state == "up";
             backends.insert(p.name().to_owned(), Value::from(state));
         }
-        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        let body = json!({"status": if ready { "ready" } else { "not_ready" }, "backends": backends});
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body =
+            json!({"status": if ready { "ready" } else { "not_ready" }, "backends": backends});
         api::json_response(status, &body, cid)
     }
 }

@@ -1,6 +1,7 @@
 //! Request ↔ `WriteService`: names and bodies are parsed here, at the edge, into the
 //! core's validated types; every error becomes the contract's response.
 
+use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use tm_core::api::{self, Op, RouteParams};
 use tm_core::apigw::{self, Admitted};
@@ -10,7 +11,6 @@ use tm_core::domain::route::{Route, RouteSpec};
 use tm_core::domain::timefmt::Timestamp;
 use tm_core::services::write::{Actor, AuditFilter, Preconditions, WriteService};
 use tm_core::{Error, Result};
-use http::StatusCode;
 use tracing::Instrument;
 
 /// The write function's handler.
@@ -40,12 +40,20 @@ fn route_response(status: StatusCode, route: &Route, cid: &str) -> Response<Stri
 }
 
 /// A query parameter that must be a valid name when present.
-fn name_param<T>(req: &Request, field: &str, parse: fn(&str) -> std::result::Result<T, String>) -> Result<Option<T>> {
-    apigw::query(req, field).map(|v| parse(&v).map_err(|e| Error::invalid(field, e))).transpose()
+fn name_param<T>(
+    req: &Request,
+    field: &str,
+    parse: fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    apigw::query(req, field)
+        .map(|v| parse(&v).map_err(|e| Error::invalid(field, e)))
+        .transpose()
 }
 
 fn time_param(req: &Request, field: &str) -> Result<Option<Timestamp>> {
-    apigw::query(req, field).map(|v| Timestamp::parse(&v).map_err(|e| Error::invalid(field, e))).transpose()
+    apigw::query(req, field)
+        .map(|v| Timestamp::parse(&v).map_err(|e| Error::invalid(field, e)))
+        .transpose()
 }
 
 impl WriteHandler {
@@ -71,7 +79,11 @@ impl WriteHandler {
     async fn dispatch(&self, req: &Request, adm: Admitted) -> Result<Response<String>> {
         let cid = adm.correlation_id.as_str();
         let actor = || Actor {
-            sub: adm.principal.as_ref().map(|p| p.sub.clone()).unwrap_or_default(),
+            sub: adm
+                .principal
+                .as_ref()
+                .map(|p| p.sub.clone())
+                .unwrap_or_default(),
             correlation_id: cid.to_owned(),
         };
         let limit = || api::parse_limit(apigw::query(req, "limit").as_deref());
@@ -80,10 +92,15 @@ impl WriteHandler {
             Op::PutRoute(p) => {
                 let key = key_of(p)?;
                 let mut pre = preconditions(req)?;
-                pre.if_none_match_any = api::parse_if_none_match(apigw::header(req, "if-none-match"))?;
+                pre.if_none_match_any =
+                    api::parse_if_none_match(apigw::header(req, "if-none-match"))?;
                 let spec = RouteSpec::from_json(apigw::body_bytes(req))?;
                 let (route, created) = self.service.put(&key, spec, pre, &actor()).await?;
-                let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+                let status = if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
                 Ok(route_response(status, &route, cid))
             }
             Op::GetRoute(p) => {
@@ -92,18 +109,30 @@ impl WriteHandler {
             }
             Op::DeleteRoute(p) => {
                 let key = key_of(p)?;
-                self.service.delete(&key, preconditions(req)?, &actor()).await?;
-                Ok(api::base_response(StatusCode::NO_CONTENT, String::new(), cid))
+                self.service
+                    .delete(&key, preconditions(req)?, &actor())
+                    .await?;
+                Ok(api::base_response(
+                    StatusCode::NO_CONTENT,
+                    String::new(),
+                    cid,
+                ))
             }
             Op::Activate(p) | Op::Deactivate(p) => {
                 let key = key_of(p)?;
                 let active = matches!(adm.op, Op::Activate(_));
-                let route = self.service.set_active(&key, active, preconditions(req)?, &actor()).await?;
+                let route = self
+                    .service
+                    .set_active(&key, active, preconditions(req)?, &actor())
+                    .await?;
                 Ok(route_response(StatusCode::OK, &route, cid))
             }
             Op::History(p) => {
                 let key = key_of(p)?;
-                let page = self.service.history(&key, limit()?, cursor.as_deref()).await?;
+                let page = self
+                    .service
+                    .history(&key, limit()?, cursor.as_deref())
+                    .await?;
                 Ok(api::json_response(StatusCode::OK, &page, cid))
             }
             Op::Status(p) => {
@@ -114,7 +143,10 @@ impl WriteHandler {
                 let tenant = tenant_of(t)?;
                 let service = name_param(req, "service", ServiceName::parse)?;
                 let env = name_param(req, "env", EnvName::parse)?;
-                let page = self.service.list(&tenant, service, env, limit()?, cursor.as_deref()).await?;
+                let page = self
+                    .service
+                    .list(&tenant, service, env, limit()?, cursor.as_deref())
+                    .await?;
                 Ok(api::json_response(StatusCode::OK, &page, cid))
             }
             Op::Audit(t) => {
@@ -131,7 +163,10 @@ impl WriteHandler {
                     since: time_param(req, "since")?,
                     until: time_param(req, "until")?,
                 };
-                let page = self.service.audit(&tenant, filter, limit()?, cursor.as_deref()).await?;
+                let page = self
+                    .service
+                    .audit(&tenant, filter, limit()?, cursor.as_deref())
+                    .await?;
                 Ok(api::json_response(StatusCode::OK, &page, cid))
             }
             // Served by the resolve function; API Gateway never routes them here.
@@ -139,4 +174,3 @@ impl WriteHandler {
         }
     }
 }
-

@@ -12,20 +12,37 @@ fn start(env: &[(&str, &str)]) -> (TmLocal, tempfile::TempDir, Http) {
     (server, dir, http)
 }
 
-async fn resolve(http: &Http, tok: &str, t: &str, s: &str, e: &str, sel: &str, key: Option<&str>) -> Reply {
+async fn resolve(
+    http: &Http,
+    tok: &str,
+    t: &str,
+    s: &str,
+    e: &str,
+    sel: &str,
+    key: Option<&str>,
+) -> Reply {
     let q = key.map(|k| format!("?key={k}")).unwrap_or_default();
-    http.get(&format!("/v1/resolve/{t}/{s}/{e}/{sel}{q}"), tok).await
+    http.get(&format!("/v1/resolve/{t}/{s}/{e}/{sel}{q}"), tok)
+        .await
 }
 
 /// Waits until resolve answers with this revision (or status), returning how long it took.
-async fn until_resolved(http: &Http, tok: &str, path: &str, want: impl Fn(&Reply) -> bool) -> Duration {
+async fn until_resolved(
+    http: &Http,
+    tok: &str,
+    path: &str,
+    want: impl Fn(&Reply) -> bool,
+) -> Duration {
     let started = std::time::Instant::now();
     loop {
         let r = http.get(path, tok).await;
         if want(&r) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(3), "{path} never converged; last answer: {r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{path} never converged; last answer: {r:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -33,7 +50,13 @@ async fn until_resolved(http: &Http, tok: &str, path: &str, want: impl Fn(&Reply
 pub(crate) async fn canary_route_resolves(env: &[(&str, &str)]) {
     let (_srv, _dir, http) = start(env);
     let tok = admin("acme");
-    let r = http.put(&route_path("acme", "checkout", "prod", "2.3.1"), &tok, &body(&[("blue", 90), ("green", 10)])).await;
+    let r = http
+        .put(
+            &route_path("acme", "checkout", "prod", "2.3.1"),
+            &tok,
+            &body(&[("blue", 90), ("green", 10)]),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.header("etag"), "\"1\"");
     assert_eq!(r.json["revision"], 1);
@@ -41,28 +64,67 @@ pub(crate) async fn canary_route_resolves(env: &[(&str, &str)]) {
     assert_eq!(r.json["ttl_seconds"], 30);
     assert_eq!(r.json["active"], true);
 
-    let first = resolve(&http, &tok, "acme", "checkout", "prod", "latest", Some("user-42")).await;
+    let first = resolve(
+        &http,
+        &tok,
+        "acme",
+        "checkout",
+        "prod",
+        "latest",
+        Some("user-42"),
+    )
+    .await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     assert_eq!(first.json["version"], "2.3.1");
     assert_eq!(first.json["revision"], 1);
     assert_eq!(first.json["candidates"].as_array().map(Vec::len), Some(2));
     assert_eq!(first.header("cache-control"), "max-age=30");
     assert_eq!(first.header("etag"), "\"1\"");
-    assert!(["miss", "hit-l2", "hit-l1"].contains(&first.header("x-cache")), "{}", first.header("x-cache"));
-    let again = resolve(&http, &tok, "acme", "checkout", "prod", "latest", Some("user-42")).await;
+    assert!(
+        ["miss", "hit-l2", "hit-l1"].contains(&first.header("x-cache")),
+        "{}",
+        first.header("x-cache")
+    );
+    let again = resolve(
+        &http,
+        &tok,
+        "acme",
+        "checkout",
+        "prod",
+        "latest",
+        Some("user-42"),
+    )
+    .await;
     assert_eq!(again.header("x-cache"), "hit-l1");
     let sticky = first.json["endpoint"]["id"].clone();
     for _ in 0..20 {
-        let r = resolve(&http, &tok, "acme", "checkout", "prod", "2.3.1", Some("user-42")).await;
-        assert_eq!(r.json["endpoint"]["id"], sticky, "a key always lands on the same endpoint");
+        let r = resolve(
+            &http,
+            &tok,
+            "acme",
+            "checkout",
+            "prod",
+            "2.3.1",
+            Some("user-42"),
+        )
+        .await;
+        assert_eq!(
+            r.json["endpoint"]["id"], sticky,
+            "a key always lands on the same endpoint"
+        );
     }
     let mut counts: HashMap<String, u32> = HashMap::new();
     for _ in 0..400 {
         let r = resolve(&http, &tok, "acme", "checkout", "prod", "latest", None).await;
-        *counts.entry(r.json["endpoint"]["id"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+        *counts
+            .entry(r.json["endpoint"]["id"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
     }
     let blue = counts.get("blue").copied().unwrap_or(0);
-    assert!((320..=395).contains(&blue), "about 90% blue without a key: {counts:?}");
+    assert!(
+        (320..=395).contains(&blue),
+        "about 90% blue without a key: {counts:?}"
+    );
 }
 
 pub(crate) async fn changes_propagate(env: &[(&str, &str)]) {
@@ -74,22 +136,37 @@ pub(crate) async fn changes_propagate(env: &[(&str, &str)]) {
     until_resolved(&http, &tok, rpath, |r| r.json["revision"] == 1).await;
     let mut worst = Duration::ZERO;
     for rev in 2..=6u64 {
-        let r = http.put(&path, &tok, &body(&[("a", 1), ("b", rev as u32)])).await;
+        let r = http
+            .put(&path, &tok, &body(&[("a", 1), ("b", rev as u32)]))
+            .await;
         assert_eq!(r.status, StatusCode::OK);
         let took = until_resolved(&http, &tok, rpath, |r| r.json["revision"] == rev).await;
         worst = worst.max(took);
     }
-    let l1: u64 = env.iter().find(|(k, _)| *k == "TM_L1_TTL_MS").map_or(1000, |(_, v)| v.parse().unwrap_or(1000));
-    assert!(worst <= Duration::from_millis(l1 + 1000), "slowest propagation {worst:?}");
+    let l1: u64 = env
+        .iter()
+        .find(|(k, _)| *k == "TM_L1_TTL_MS")
+        .map_or(1000, |(_, v)| v.parse().unwrap_or(1000));
+    assert!(
+        worst <= Duration::from_millis(l1 + 1000),
+        "slowest propagation {worst:?}"
+    );
 }
 
 pub(crate) async fn revisions_survive_delete_and_recreate(env: &[(&str, &str)]) {
     let (_srv, _dir, http) = start(env);
     let tok = admin("acme");
     let path = route_path("acme", "pay", "prod", "1.0.0");
-    assert_eq!(http.put(&path, &tok, &body(&[("a", 1)])).await.json["revision"], 1);
+    assert_eq!(
+        http.put(&path, &tok, &body(&[("a", 1)])).await.json["revision"],
+        1
+    );
     let same = http.put(&path, &tok, &body(&[("a", 1)])).await;
-    assert_eq!((same.status, same.json["revision"].clone()), (StatusCode::OK, json!(2)), "an unchanged PUT is still a change");
+    assert_eq!(
+        (same.status, same.json["revision"].clone()),
+        (StatusCode::OK, json!(2)),
+        "an unchanged PUT is still a change"
+    );
     let del = http.delete(&path, &tok).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     assert!(del.text.is_empty());
@@ -97,13 +174,37 @@ pub(crate) async fn revisions_survive_delete_and_recreate(env: &[(&str, &str)]) 
     assert_eq!(http.delete(&path, &tok).await.status, StatusCode::NOT_FOUND);
     let again = http.put(&path, &tok, &body(&[("b", 1)])).await;
     assert_eq!(again.status, StatusCode::CREATED);
-    assert_eq!(again.json["revision"], 4, "re-created routes continue from the delete's revision");
+    assert_eq!(
+        again.json["revision"], 4,
+        "re-created routes continue from the delete's revision"
+    );
     let h = http.get(&format!("{path}/history"), &tok).await;
-    let types: Vec<&str> = h.json["items"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["route.created", "route.deleted", "route.updated", "route.created"]);
-    let revs: Vec<u64> = h.json["items"].as_array().unwrap().iter().map(|i| i["revision"].as_u64().unwrap()).collect();
+    let types: Vec<&str> = h.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "route.created",
+            "route.deleted",
+            "route.updated",
+            "route.created"
+        ]
+    );
+    let revs: Vec<u64> = h.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["revision"].as_u64().unwrap())
+        .collect();
     assert_eq!(revs, [4, 3, 2, 1]);
-    assert!(h.json["items"][1]["route"].is_null(), "a delete's history entry has no route");
+    assert!(
+        h.json["items"][1]["route"].is_null(),
+        "a delete's history entry has no route"
+    );
 }
 
 pub(crate) async fn preconditions(env: &[(&str, &str)]) {
@@ -116,24 +217,82 @@ pub(crate) async fn preconditions(env: &[(&str, &str)]) {
         let (tok, path, b) = (tok.clone(), path.clone(), b.clone());
         async move { http.send(Method::PUT, &path, Some(&tok), h, Some(&b)).await }
     };
-    assert_eq!(put(&[("if-match", "\"1\"")]).await.status, StatusCode::PRECONDITION_FAILED, "If-Match on an absent route");
-    assert_eq!(put(&[("if-none-match", "*")]).await.status, StatusCode::CREATED);
+    assert_eq!(
+        put(&[("if-match", "\"1\"")]).await.status,
+        StatusCode::PRECONDITION_FAILED,
+        "If-Match on an absent route"
+    );
+    assert_eq!(
+        put(&[("if-none-match", "*")]).await.status,
+        StatusCode::CREATED
+    );
     let r = put(&[("if-none-match", "*")]).await;
-    assert_eq!((r.status, r.code()), (StatusCode::PRECONDITION_FAILED, "precondition_failed"));
-    assert_eq!(put(&[("if-match", "\"7\"")]).await.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+    );
+    assert_eq!(
+        put(&[("if-match", "\"7\"")]).await.status,
+        StatusCode::PRECONDITION_FAILED
+    );
     let ok = put(&[("if-match", "\"1\"")]).await;
     assert_eq!((ok.status, ok.header("etag")), (StatusCode::OK, "\"2\""));
-    let stale_delete = http.send(Method::DELETE, &path, Some(&tok), &[("if-match", "\"1\"")], None).await;
+    let stale_delete = http
+        .send(
+            Method::DELETE,
+            &path,
+            Some(&tok),
+            &[("if-match", "\"1\"")],
+            None,
+        )
+        .await;
     assert_eq!(stale_delete.status, StatusCode::PRECONDITION_FAILED);
-    let stale_deactivate = http.send(Method::POST, &format!("{path}/deactivate"), Some(&tok), &[("if-match", "\"1\"")], None).await;
+    let stale_deactivate = http
+        .send(
+            Method::POST,
+            &format!("{path}/deactivate"),
+            Some(&tok),
+            &[("if-match", "\"1\"")],
+            None,
+        )
+        .await;
     assert_eq!(stale_deactivate.status, StatusCode::PRECONDITION_FAILED);
-    assert_eq!(http.get(&path, &tok).await.json["revision"], 2, "failed preconditions changed nothing");
+    assert_eq!(
+        http.get(&path, &tok).await.json["revision"],
+        2,
+        "failed preconditions changed nothing"
+    );
     let absent = route_path("acme", "cart", "prod", "9");
-    assert_eq!(http.send(Method::DELETE, &absent, Some(&tok), &[("if-match", "\"1\"")], None).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(http.post(&format!("{absent}/activate"), &tok).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        http.send(
+            Method::DELETE,
+            &absent,
+            Some(&tok),
+            &[("if-match", "\"1\"")],
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        http.post(&format!("{absent}/activate"), &tok).await.status,
+        StatusCode::NOT_FOUND
+    );
     let bad = put(&[("if-match", "seven")]).await;
-    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
-    let del = http.send(Method::DELETE, &path, Some(&tok), &[("if-match", "\"2\"")], None).await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let del = http
+        .send(
+            Method::DELETE,
+            &path,
+            Some(&tok),
+            &[("if-match", "\"2\"")],
+            None,
+        )
+        .await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
 }
 
@@ -145,67 +304,164 @@ pub(crate) async fn activate_and_deactivate(env: &[(&str, &str)]) {
     let rpath = "/v1/resolve/acme/search/prod/1.0.0";
     until_resolved(&http, &tok, rpath, |r| r.status == StatusCode::OK).await;
     let d = http.post(&format!("{path}/deactivate"), &tok).await;
-    assert_eq!((d.status, d.json["active"].clone(), d.json["revision"].clone()), (StatusCode::OK, json!(false), json!(2)));
+    assert_eq!(
+        (
+            d.status,
+            d.json["active"].clone(),
+            d.json["revision"].clone()
+        ),
+        (StatusCode::OK, json!(false), json!(2))
+    );
     let d2 = http.post(&format!("{path}/deactivate"), &tok).await;
-    assert_eq!((d2.status, d2.json["revision"].clone()), (StatusCode::OK, json!(2)), "already inactive: unchanged");
-    until_resolved(&http, &tok, rpath, |r| r.status == StatusCode::NOT_FOUND && r.code() == "not_found").await;
-    assert_eq!(http.get(&path, &tok).await.json["active"], false, "an inactive route is kept");
+    assert_eq!(
+        (d2.status, d2.json["revision"].clone()),
+        (StatusCode::OK, json!(2)),
+        "already inactive: unchanged"
+    );
+    until_resolved(&http, &tok, rpath, |r| {
+        r.status == StatusCode::NOT_FOUND && r.code() == "not_found"
+    })
+    .await;
+    assert_eq!(
+        http.get(&path, &tok).await.json["active"],
+        false,
+        "an inactive route is kept"
+    );
     let latest = resolve(&http, &tok, "acme", "search", "prod", "latest", None).await;
     assert_eq!(latest.status, StatusCode::NOT_FOUND);
     let a = http.post(&format!("{path}/activate"), &tok).await;
-    assert_eq!((a.status, a.json["revision"].clone()), (StatusCode::OK, json!(3)));
+    assert_eq!(
+        (a.status, a.json["revision"].clone()),
+        (StatusCode::OK, json!(3))
+    );
     until_resolved(&http, &tok, rpath, |r| r.json["revision"] == 3).await;
     let audit = http.get("/v1/tenants/acme/audit", &tok).await;
-    let types: Vec<&str> = audit.json["items"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["route.activated", "route.deactivated", "route.created"]);
+    let types: Vec<&str> = audit.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["route.activated", "route.deactivated", "route.created"]
+    );
 }
 
 pub(crate) async fn list_and_cursors(env: &[(&str, &str)]) {
     let (_srv, _dir, http) = start(env);
     let tok = admin("acme other");
-    let keys = [("b", "prod", "1"), ("a", "prod", "2"), ("a", "dev", "1"), ("a-b", "prod", "1"), ("a", "prod", "10")];
+    let keys = [
+        ("b", "prod", "1"),
+        ("a", "prod", "2"),
+        ("a", "dev", "1"),
+        ("a-b", "prod", "1"),
+        ("a", "prod", "10"),
+    ];
     for (s, e, v) in keys {
-        assert_eq!(http.put(&route_path("acme", s, e, v), &tok, &body(&[("x", 1)])).await.status, StatusCode::CREATED);
+        assert_eq!(
+            http.put(&route_path("acme", s, e, v), &tok, &body(&[("x", 1)]))
+                .await
+                .status,
+            StatusCode::CREATED
+        );
     }
-    http.put(&route_path("other", "a", "prod", "1"), &tok, &body(&[("x", 1)])).await;
-    http.delete(&route_path("acme", "b", "prod", "1"), &tok).await;
+    http.put(
+        &route_path("other", "a", "prod", "1"),
+        &tok,
+        &body(&[("x", 1)]),
+    )
+    .await;
+    http.delete(&route_path("acme", "b", "prod", "1"), &tok)
+        .await;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
-        let q = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
-        let r = http.get(&format!("/v1/tenants/acme/routes?limit=2{q}"), &tok).await;
+        let q = cursor
+            .as_ref()
+            .map(|c| format!("&cursor={c}"))
+            .unwrap_or_default();
+        let r = http
+            .get(&format!("/v1/tenants/acme/routes?limit=2{q}"), &tok)
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         pages += 1;
         for i in r.json["items"].as_array().unwrap() {
-            seen.push(format!("{}/{}/{}", i["service"].as_str().unwrap(), i["env"].as_str().unwrap(), i["version"].as_str().unwrap()));
+            seen.push(format!(
+                "{}/{}/{}",
+                i["service"].as_str().unwrap(),
+                i["env"].as_str().unwrap(),
+                i["version"].as_str().unwrap()
+            ));
         }
         match r.json.get("next_cursor").and_then(Value::as_str) {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
-    assert_eq!(seen, ["a/dev/1", "a/prod/10", "a/prod/2", "a-b/prod/1"], "byte order, deleted routes left out");
+    assert_eq!(
+        seen,
+        ["a/dev/1", "a/prod/10", "a/prod/2", "a-b/prod/1"],
+        "byte order, deleted routes left out"
+    );
     assert_eq!(pages, 2);
-    let only = http.get("/v1/tenants/acme/routes?service=a&env=prod", &tok).await;
+    let only = http
+        .get("/v1/tenants/acme/routes?service=a&env=prod", &tok)
+        .await;
     assert_eq!(only.json["items"].as_array().map(Vec::len), Some(2));
     let env_only = http.get("/v1/tenants/acme/routes?env=dev", &tok).await;
     assert_eq!(env_only.json["items"].as_array().map(Vec::len), Some(1));
     let first = http.get("/v1/tenants/acme/routes?limit=1", &tok).await;
     let c = first.json["next_cursor"].as_str().unwrap().to_owned();
-    let other = http.get(&format!("/v1/tenants/other/routes?limit=1&cursor={c}"), &tok).await;
-    assert_eq!((other.status, other.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "another tenant's cursor");
-    let refiltered = http.get(&format!("/v1/tenants/acme/routes?limit=1&service=a&cursor={c}"), &tok).await;
-    assert_eq!(refiltered.status, StatusCode::BAD_REQUEST, "a cursor from another query");
+    let other = http
+        .get(
+            &format!("/v1/tenants/other/routes?limit=1&cursor={c}"),
+            &tok,
+        )
+        .await;
+    assert_eq!(
+        (other.status, other.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "another tenant's cursor"
+    );
+    let refiltered = http
+        .get(
+            &format!("/v1/tenants/acme/routes?limit=1&service=a&cursor={c}"),
+            &tok,
+        )
+        .await;
+    assert_eq!(
+        refiltered.status,
+        StatusCode::BAD_REQUEST,
+        "a cursor from another query"
+    );
     let mut forged = c.clone();
     forged.replace_range(0..1, if c.starts_with('A') { "B" } else { "A" });
-    assert_eq!(http.get(&format!("/v1/tenants/acme/routes?cursor={forged}"), &tok).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        http.get(&format!("/v1/tenants/acme/routes?cursor={forged}"), &tok)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
     for bad in ["0", "501", "x", "-1"] {
-        let r = http.get(&format!("/v1/tenants/acme/routes?limit={bad}"), &tok).await;
+        let r = http
+            .get(&format!("/v1/tenants/acme/routes?limit={bad}"), &tok)
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "limit={bad}");
-        assert!(r.json["error"]["message"].as_str().unwrap().contains("limit"));
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("limit")
+        );
     }
-    assert_eq!(http.get("/v1/tenants/acme/routes?service=Bad", &tok).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        http.get("/v1/tenants/acme/routes?service=Bad", &tok)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 pub(crate) async fn history_and_audit(env: &[(&str, &str)]) {
@@ -218,18 +474,44 @@ pub(crate) async fn history_and_audit(env: &[(&str, &str)]) {
     }
     let before_s2 = tm_core::domain::timefmt::Timestamp::now();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    http.send(Method::PUT, &p2, Some(&tok), &[("x-correlation-id", "corr-s2")], Some(&body(&[("a", 1)]))).await;
+    http.send(
+        Method::PUT,
+        &p2,
+        Some(&tok),
+        &[("x-correlation-id", "corr-s2")],
+        Some(&body(&[("a", 1)])),
+    )
+    .await;
     http.delete(&p1, &tok).await;
     let h = http.get(&format!("{p1}/history?limit=2"), &tok).await;
     assert_eq!(h.json["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(h.json["items"][0]["revision"], 4);
-    let c = h.json["next_cursor"].as_str().expect("more history").to_owned();
-    let h2 = http.get(&format!("{p1}/history?limit=2&cursor={c}"), &tok).await;
-    let revs: Vec<u64> = h2.json["items"].as_array().unwrap().iter().map(|i| i["revision"].as_u64().unwrap()).collect();
+    let c = h.json["next_cursor"]
+        .as_str()
+        .expect("more history")
+        .to_owned();
+    let h2 = http
+        .get(&format!("{p1}/history?limit=2&cursor={c}"), &tok)
+        .await;
+    let revs: Vec<u64> = h2.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["revision"].as_u64().unwrap())
+        .collect();
     assert_eq!(revs, [2, 1]);
     assert!(h2.json.get("next_cursor").is_none());
-    assert_eq!(http.get(&format!("{p1}/history"), &tok).await.status, StatusCode::OK, "history outlives a delete");
-    let never = http.get(&format!("{}/history", route_path("acme", "s9", "prod", "1")), &tok).await;
+    assert_eq!(
+        http.get(&format!("{p1}/history"), &tok).await.status,
+        StatusCode::OK,
+        "history outlives a delete"
+    );
+    let never = http
+        .get(
+            &format!("{}/history", route_path("acme", "s9", "prod", "1")),
+            &tok,
+        )
+        .await;
     assert_eq!(never.status, StatusCode::NOT_FOUND);
     let other_cursor = http.get(&format!("{p2}/history?cursor={c}"), &tok).await;
     assert_eq!(other_cursor.status, StatusCode::BAD_REQUEST);
@@ -240,19 +522,38 @@ pub(crate) async fn history_and_audit(env: &[(&str, &str)]) {
     assert_eq!(items[0]["type"], "route.deleted");
     assert_eq!(items[1]["service"], "s2");
     assert_eq!(items[1]["correlation_id"], "corr-s2");
-    let created = http.get("/v1/tenants/acme/audit?type=route.created", &tok).await;
+    let created = http
+        .get("/v1/tenants/acme/audit?type=route.created", &tok)
+        .await;
     assert_eq!(created.json["items"].as_array().map(Vec::len), Some(2));
-    let since = http.get(&format!("/v1/tenants/acme/audit?since={before_s2}"), &tok).await;
-    assert_eq!(since.json["items"].as_array().map(Vec::len), Some(2), "{}", since.text);
-    let until = http.get(&format!("/v1/tenants/acme/audit?until={before_s2}"), &tok).await;
+    let since = http
+        .get(&format!("/v1/tenants/acme/audit?since={before_s2}"), &tok)
+        .await;
+    assert_eq!(
+        since.json["items"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        since.text
+    );
+    let until = http
+        .get(&format!("/v1/tenants/acme/audit?until={before_s2}"), &tok)
+        .await;
     assert_eq!(until.json["items"].as_array().map(Vec::len), Some(3));
     let paged = http.get("/v1/tenants/acme/audit?limit=4", &tok).await;
     let c = paged.json["next_cursor"].as_str().unwrap().to_owned();
-    let rest = http.get(&format!("/v1/tenants/acme/audit?limit=4&cursor={c}"), &tok).await;
+    let rest = http
+        .get(&format!("/v1/tenants/acme/audit?limit=4&cursor={c}"), &tok)
+        .await;
     assert_eq!(rest.json["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(rest.json["items"][0]["revision"], 1);
-    for bad in ["type=route.exploded", "since=yesterday", "until=2026-13-01T00:00:00Z"] {
-        let r = http.get(&format!("/v1/tenants/acme/audit?{bad}"), &tok).await;
+    for bad in [
+        "type=route.exploded",
+        "since=yesterday",
+        "until=2026-13-01T00:00:00Z",
+    ] {
+        let r = http
+            .get(&format!("/v1/tenants/acme/audit?{bad}"), &tok)
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
@@ -266,11 +567,22 @@ pub(crate) async fn status_in_sync(env: &[(&str, &str)]) {
     let spath = format!("{path}/status");
     let took = until_resolved(&http, &tok, &spath, |r| r.json["in_sync"] == true).await;
     let s = http.get(&spath, &tok).await;
-    assert_eq!(s.json, json!({"revision": 2, "cached_revision": 2, "in_sync": true}));
-    assert!(took < Duration::from_secs(1), "the cache caught up in {took:?}");
+    assert_eq!(
+        s.json,
+        json!({"revision": 2, "cached_revision": 2, "in_sync": true})
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the cache caught up in {took:?}"
+    );
     http.delete(&path, &tok).await;
     assert_eq!(http.get(&spath, &tok).await.status, StatusCode::NOT_FOUND);
-    let unknown = http.get(&format!("{}/status", route_path("acme", "inv", "prod", "2")), &tok).await;
+    let unknown = http
+        .get(
+            &format!("{}/status", route_path("acme", "inv", "prod", "2")),
+            &tok,
+        )
+        .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
@@ -279,16 +591,40 @@ pub(crate) async fn restart_loses_nothing(env: &[(&str, &str)]) {
     let tok = admin("acme");
     let http = Http::new(&srv.base);
     for v in ["1.0.0", "1.1.0", "2.0.0"] {
-        http.put(&route_path("acme", "api", "prod", v), &tok, &body(&[("a", 1)])).await;
+        http.put(
+            &route_path("acme", "api", "prod", v),
+            &tok,
+            &body(&[("a", 1)]),
+        )
+        .await;
     }
-    http.post(&format!("{}/deactivate", route_path("acme", "api", "prod", "2.0.0")), &tok).await;
+    http.post(
+        &format!("{}/deactivate", route_path("acme", "api", "prod", "2.0.0")),
+        &tok,
+    )
+    .await;
     srv.restart();
     let http = Http::new(&srv.base);
-    let got = http.get(&route_path("acme", "api", "prod", "2.0.0"), &tok).await;
-    assert_eq!((got.status, got.json["revision"].clone(), got.json["active"].clone()), (StatusCode::OK, json!(2), json!(false)));
+    let got = http
+        .get(&route_path("acme", "api", "prod", "2.0.0"), &tok)
+        .await;
+    assert_eq!(
+        (
+            got.status,
+            got.json["revision"].clone(),
+            got.json["active"].clone()
+        ),
+        (StatusCode::OK, json!(2), json!(false))
+    );
     let latest = resolve(&http, &tok, "acme", "api", "prod", "latest", None).await;
     assert_eq!(latest.json["version"], "1.1.0");
-    let next = http.put(&route_path("acme", "api", "prod", "1.0.0"), &tok, &body(&[("b", 1)])).await;
+    let next = http
+        .put(
+            &route_path("acme", "api", "prod", "1.0.0"),
+            &tok,
+            &body(&[("b", 1)]),
+        )
+        .await;
     assert_eq!(next.json["revision"], 2);
     let audit = http.get("/v1/tenants/acme/audit", &tok).await;
     assert_eq!(audit.json["items"].as_array().map(Vec::len), Some(5));
@@ -299,8 +635,17 @@ pub(crate) async fn restart_loses_nothing(env: &[(&str, &str)]) {
     let cursor = page.json["next_cursor"].as_str().unwrap().to_owned();
     srv.restart();
     let http = Http::new(&srv.base);
-    let next_page = http.get(&format!("/v1/tenants/acme/routes?limit=1&cursor={cursor}"), &tok).await;
-    assert_eq!(next_page.status, StatusCode::OK, "cursors survive a restart");
+    let next_page = http
+        .get(
+            &format!("/v1/tenants/acme/routes?limit=1&cursor={cursor}"),
+            &tok,
+        )
+        .await;
+    assert_eq!(
+        next_page.status,
+        StatusCode::OK,
+        "cursors survive a restart"
+    );
 }
 
 pub(crate) async fn tenant_isolation(env: &[(&str, &str)]) {
@@ -308,7 +653,12 @@ pub(crate) async fn tenant_isolation(env: &[(&str, &str)]) {
     let acme = admin("acme");
     let other = admin("other");
     let star = token("root", "*", "routes:read routes:write routes:resolve");
-    http.put(&route_path("acme", "web", "prod", "1"), &acme, &body(&[("a", 1)])).await;
+    http.put(
+        &route_path("acme", "web", "prod", "1"),
+        &acme,
+        &body(&[("a", 1)]),
+    )
+    .await;
     let existing = route_path("acme", "web", "prod", "1");
     let missing = route_path("acme", "web", "prod", "2");
     let b = body(&[("a", 1)]);
@@ -329,38 +679,93 @@ pub(crate) async fn tenant_isolation(env: &[(&str, &str)]) {
     ];
     for (m, p, b) in &cases {
         let r = http.send(m.clone(), p, Some(&other), &[], *b).await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"), "{m} {p}: same answer whether or not it exists");
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{m} {p}: same answer whether or not it exists"
+        );
     }
     let read_only = token("ro", "acme", "routes:read");
     let resolve_only = token("rs", "acme", "routes:resolve");
-    assert_eq!(http.send(Method::PUT, &existing, Some(&read_only), &[], Some(&b)).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(http.delete(&existing, &read_only).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(http.post(&format!("{existing}/deactivate"), &read_only).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        http.send(Method::PUT, &existing, Some(&read_only), &[], Some(&b))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        http.delete(&existing, &read_only).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        http.post(&format!("{existing}/deactivate"), &read_only)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(http.get(&existing, &read_only).await.status, StatusCode::OK);
-    assert_eq!(http.get("/v1/resolve/acme/web/prod/1", &read_only).await.status, StatusCode::OK);
-    assert_eq!(http.get("/v1/resolve/acme/web/prod/1", &resolve_only).await.status, StatusCode::OK);
-    assert_eq!(http.get(&existing, &resolve_only).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        http.get("/v1/resolve/acme/web/prod/1", &read_only)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        http.get("/v1/resolve/acme/web/prod/1", &resolve_only)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        http.get(&existing, &resolve_only).await.status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(http.get(&existing, &star).await.status, StatusCode::OK);
-    assert_eq!(http.get("/v1/tenants/other/routes", &star).await.status, StatusCode::OK);
+    assert_eq!(
+        http.get("/v1/tenants/other/routes", &star).await.status,
+        StatusCode::OK
+    );
     let bad_name = http.get("/v1/tenants/Acme/routes", &acme).await;
-    assert_eq!(bad_name.status, StatusCode::FORBIDDEN, "authorisation comes before validation");
+    assert_eq!(
+        bad_name.status,
+        StatusCode::FORBIDDEN,
+        "authorisation comes before validation"
+    );
     let star_bad = http.get("/v1/tenants/Acme/routes", &star).await;
-    assert_eq!((star_bad.status, star_bad.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(
+        (star_bad.status, star_bad.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
     let listed = http.get("/v1/tenants/other/routes", &other).await;
-    assert_eq!(listed.json["items"].as_array().map(Vec::len), Some(0), "another tenant sees nothing of acme");
+    assert_eq!(
+        listed.json["items"].as_array().map(Vec::len),
+        Some(0),
+        "another tenant sees nothing of acme"
+    );
 }
 
 pub(crate) async fn authentication(env: &[(&str, &str)]) {
     let (_srv, _dir, http) = start(env);
     let path = route_path("acme", "web", "prod", "1");
     let none = http.send(Method::GET, &path, None, &[], None).await;
-    assert_eq!((none.status, none.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
-    for bad in ["garbage", "a.b.c", &token_with("u", "acme", "routes:read", -120)] {
+    assert_eq!(
+        (none.status, none.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    for bad in [
+        "garbage",
+        "a.b.c",
+        &token_with("u", "acme", "routes:read", -120),
+    ] {
         let r = http.send(Method::GET, &path, Some(bad), &[], None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{bad}");
     }
     let within_leeway = token_with("u", "acme", "routes:read", -30);
-    assert_eq!(http.get(&path, &within_leeway).await.status, StatusCode::NOT_FOUND, "60 s of leeway");
+    assert_eq!(
+        http.get(&path, &within_leeway).await.status,
+        StatusCode::NOT_FOUND,
+        "60 s of leeway"
+    );
     let other_key = {
         let mut c = serde_json::Map::new();
         c.insert("sub".into(), json!("u"));
@@ -369,17 +774,35 @@ pub(crate) async fn authentication(env: &[(&str, &str)]) {
         c.insert("exp".into(), json!(9_999_999_999i64));
         tm_core::jwt::mint(b"not-the-secret", &c)
     };
-    assert_eq!(http.get(&path, &other_key).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        http.get(&path, &other_key).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let alg_none = {
         use base64::Engine;
         let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}.", b.encode(r#"{"alg":"none"}"#), b.encode(r#"{"sub":"u","tm_tenants":"*","scope":"routes:read","exp":9999999999}"#))
+        format!(
+            "{}.{}.",
+            b.encode(r#"{"alg":"none"}"#),
+            b.encode(r#"{"sub":"u","tm_tenants":"*","scope":"routes:read","exp":9999999999}"#)
+        )
     };
-    assert_eq!(http.get(&path, &alg_none).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        http.get(&path, &alg_none).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let unknown = http.send(Method::GET, "/v1/nowhere", None, &[], None).await;
-    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "not_found"), "404 before 401");
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "404 before 401"
+    );
     let wrong = http.send(Method::PATCH, &path, None, &[], None).await;
-    assert_eq!((wrong.status, wrong.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"), "405 before 401");
+    assert_eq!(
+        (wrong.status, wrong.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        "405 before 401"
+    );
     assert_eq!(wrong.header("allow"), "GET, PUT, DELETE");
 }
 
@@ -392,17 +815,46 @@ pub(crate) async fn bad_input(env: &[(&str, &str)]) {
         ("[]", "body"),
         ("{}", "endpoints"),
         (r#"{"endpoints":[]}"#, "endpoints"),
-        (r#"{"endpoints":[{"id":"a","url":"ftp://x"}]}"#, "endpoints[0].url"),
-        (r#"{"endpoints":[{"id":"a","url":"https://x","weight":1001}]}"#, "endpoints[0].weight"),
-        (r#"{"endpoints":[{"id":"a","url":"https://x"}],"revision":5}"#, "revision"),
-        (r#"{"endpoints":[{"id":"a","url":"https://x"}],"ttl_seconds":null}"#, "ttl_seconds"),
-        (r#"{"endpoints":[{"id":"a","url":"https://x"}],"ttl":30}"#, "ttl"),
-        (r#"{"endpoints":[{"id":"a","url":"https://x"}],"version":"2"}"#, "version"),
+        (
+            r#"{"endpoints":[{"id":"a","url":"ftp://x"}]}"#,
+            "endpoints[0].url",
+        ),
+        (
+            r#"{"endpoints":[{"id":"a","url":"https://x","weight":1001}]}"#,
+            "endpoints[0].weight",
+        ),
+        (
+            r#"{"endpoints":[{"id":"a","url":"https://x"}],"revision":5}"#,
+            "revision",
+        ),
+        (
+            r#"{"endpoints":[{"id":"a","url":"https://x"}],"ttl_seconds":null}"#,
+            "ttl_seconds",
+        ),
+        (
+            r#"{"endpoints":[{"id":"a","url":"https://x"}],"ttl":30}"#,
+            "ttl",
+        ),
+        (
+            r#"{"endpoints":[{"id":"a","url":"https://x"}],"version":"2"}"#,
+            "version",
+        ),
     ];
     for (b, field) in cases {
         let r = http.put(&path, &tok, b).await;
-        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{b}");
-        assert!(r.json["error"]["message"].as_str().unwrap().starts_with(field), "{b}: {}", r.text);
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{b}"
+        );
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{b}: {}",
+            r.text
+        );
         assert_eq!(r.json["error"]["request_id"], r.header("x-correlation-id"));
     }
     for bad_path in [
@@ -415,62 +867,161 @@ pub(crate) async fn bad_input(env: &[(&str, &str)]) {
         let r = http.put(&bad_path, &tok, &body(&[("a", 1)])).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad_path}");
     }
-    let big = format!(r#"{{"endpoints":[{{"id":"a","url":"https://x"}}],"labels":{{"k":"{}"}}}}"#, "x".repeat(70 * 1024));
+    let big = format!(
+        r#"{{"endpoints":[{{"id":"a","url":"https://x"}}],"labels":{{"k":"{}"}}}}"#,
+        "x".repeat(70 * 1024)
+    );
     let r = http.put(&path, &tok, &big).await;
-    assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
-    let r = http.send(Method::PUT, &path, Some(&tok), &[("content-type", "text/plain")], Some(&body(&[("a", 1)]))).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
-    let forbidden_big = http.put(&route_path("other", "web", "prod", "1"), &tok, &big).await;
-    assert_eq!(forbidden_big.status, StatusCode::FORBIDDEN, "403 comes before 413");
-    assert_eq!(http.get("/v1/tenants/acme/routes", &tok).await.json["items"].as_array().map(Vec::len), Some(0), "nothing changed");
-    assert_eq!(http.get("/v1/tenants/acme/audit", &tok).await.json["items"].as_array().map(Vec::len), Some(0));
-    let own = http.send(Method::GET, "/v1/tenants/acme/routes", Some(&tok), &[("x-correlation-id", "my-req.1")], None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    let r = http
+        .send(
+            Method::PUT,
+            &path,
+            Some(&tok),
+            &[("content-type", "text/plain")],
+            Some(&body(&[("a", 1)])),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
+    let forbidden_big = http
+        .put(&route_path("other", "web", "prod", "1"), &tok, &big)
+        .await;
+    assert_eq!(
+        forbidden_big.status,
+        StatusCode::FORBIDDEN,
+        "403 comes before 413"
+    );
+    assert_eq!(
+        http.get("/v1/tenants/acme/routes", &tok).await.json["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "nothing changed"
+    );
+    assert_eq!(
+        http.get("/v1/tenants/acme/audit", &tok).await.json["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    let own = http
+        .send(
+            Method::GET,
+            "/v1/tenants/acme/routes",
+            Some(&tok),
+            &[("x-correlation-id", "my-req.1")],
+            None,
+        )
+        .await;
     assert_eq!(own.header("x-correlation-id"), "my-req.1");
-    let injected = http.send(Method::GET, "/v1/nowhere", None, &[("x-correlation-id", "a b")], None).await;
-    assert!(injected.header("x-correlation-id").starts_with("req-"), "an unsafe id is replaced");
+    let injected = http
+        .send(
+            Method::GET,
+            "/v1/nowhere",
+            None,
+            &[("x-correlation-id", "a b")],
+            None,
+        )
+        .await;
+    assert!(
+        injected.header("x-correlation-id").starts_with("req-"),
+        "an unsafe id is replaced"
+    );
 }
 
 pub(crate) async fn resolve_rules(env: &[(&str, &str)]) {
     let (_srv, _dir, http) = start(env);
     let tok = admin("acme");
     for v in ["1.2.0", "1.10.0", "2.0.0-rc.1", "v2.1.0", "canary"] {
-        http.put(&route_path("acme", "api", "prod", v), &tok, &body(&[("a", 1)])).await;
+        http.put(
+            &route_path("acme", "api", "prod", v),
+            &tok,
+            &body(&[("a", 1)]),
+        )
+        .await;
     }
     let failover = r#"{"endpoints":[{"id":"main","url":"https://m","priority":0,"status":"disabled"},
         {"id":"backup","url":"https://b","priority":1,"weight":5},{"id":"dr","url":"https://d","priority":2}]}"#;
-    http.put(&route_path("acme", "api", "prod", "3.0.0"), &tok, failover).await;
+    http.put(&route_path("acme", "api", "prod", "3.0.0"), &tok, failover)
+        .await;
     let none_left = r#"{"endpoints":[{"id":"main","url":"https://m","status":"draining"},{"id":"z","url":"https://z","weight":0}]}"#;
-    http.put(&route_path("acme", "api", "prod", "4.0.0"), &tok, none_left).await;
+    http.put(&route_path("acme", "api", "prod", "4.0.0"), &tok, none_left)
+        .await;
     let pick = |sel: &'static str| {
         let http = http.clone();
         let tok = tok.clone();
         async move { resolve(&http, &tok, "acme", "api", "prod", sel, None).await }
     };
-    assert_eq!(pick("latest").await.status, StatusCode::SERVICE_UNAVAILABLE, "latest is 4.0.0 which has no candidate");
+    assert_eq!(
+        pick("latest").await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "latest is 4.0.0 which has no candidate"
+    );
     assert_eq!(pick("latest").await.code(), "no_available_endpoint");
-    http.post(&format!("{}/deactivate", route_path("acme", "api", "prod", "4.0.0")), &tok).await;
+    http.post(
+        &format!("{}/deactivate", route_path("acme", "api", "prod", "4.0.0")),
+        &tok,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let f = pick("latest").await;
     assert_eq!(f.json["version"], "3.0.0");
-    assert_eq!(f.json["endpoint"]["id"], "backup", "failover to the lowest priority with a candidate");
-    assert_eq!(f.json["candidates"], json!([{"id": "backup", "url": "https://b", "weight": 5}]));
+    assert_eq!(
+        f.json["endpoint"]["id"], "backup",
+        "failover to the lowest priority with a candidate"
+    );
+    assert_eq!(
+        f.json["candidates"],
+        json!([{"id": "backup", "url": "https://b", "weight": 5}])
+    );
     assert_eq!(pick("%5E1").await.json["version"], "1.10.0");
     assert_eq!(pick("%5E2").await.json["version"], "v2.1.0");
-    assert_eq!(pick("%3E%3D2.0.0-rc.1%2C%20%3C2.1.0").await.json["version"], "2.0.0-rc.1");
+    assert_eq!(
+        pick("%3E%3D2.0.0-rc.1%2C%20%3C2.1.0").await.json["version"],
+        "2.0.0-rc.1"
+    );
     assert_eq!(pick("canary").await.json["version"], "canary");
     assert_eq!(pick("1.2.0").await.json["version"], "1.2.0");
-    assert_eq!(pick("1.2.1").await.status, StatusCode::NOT_FOUND, "exact never falls back");
+    assert_eq!(
+        pick("1.2.1").await.status,
+        StatusCode::NOT_FOUND,
+        "exact never falls back"
+    );
     assert_eq!(pick("%5E9").await.status, StatusCode::NOT_FOUND);
     let bad = pick("%5Ex").await;
-    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
-    let empty_key = http.get("/v1/resolve/acme/api/prod/latest?key=", &tok).await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let empty_key = http
+        .get("/v1/resolve/acme/api/prod/latest?key=", &tok)
+        .await;
     assert_eq!(empty_key.status, StatusCode::BAD_REQUEST);
-    let long_key = http.get(&format!("/v1/resolve/acme/api/prod/latest?key={}", "k".repeat(257)), &tok).await;
+    let long_key = http
+        .get(
+            &format!("/v1/resolve/acme/api/prod/latest?key={}", "k".repeat(257)),
+            &tok,
+        )
+        .await;
     assert_eq!(long_key.status, StatusCode::BAD_REQUEST);
-    let ok_key = http.get(&format!("/v1/resolve/acme/api/prod/latest?key={}", "k".repeat(256)), &tok).await;
+    let ok_key = http
+        .get(
+            &format!("/v1/resolve/acme/api/prod/latest?key={}", "k".repeat(256)),
+            &tok,
+        )
+        .await;
     assert_eq!(ok_key.status, StatusCode::OK);
     let unknown = resolve(&http, &tok, "acme", "nothing", "prod", "latest", None).await;
-    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
     let bad_name = resolve(&http, &tok, "acme", "API", "prod", "latest", None).await;
     assert_eq!(bad_name.status, StatusCode::BAD_REQUEST);
 }
@@ -484,7 +1035,12 @@ pub(crate) async fn health(env: &[(&str, &str)]) {
     assert_eq!(r.json["status"], "ready");
     assert_eq!(r.json["backends"]["store"], "up");
     assert_eq!(r.json["backends"]["cache"], "up");
-    assert_eq!(http.send(Method::POST, "/healthz", None, &[], None).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        http.send(Method::POST, "/healthz", None, &[], None)
+            .await
+            .status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
 }
 
 pub(crate) async fn concurrent_writes(env: &[(&str, &str)]) {
@@ -494,18 +1050,33 @@ pub(crate) async fn concurrent_writes(env: &[(&str, &str)]) {
     let mut tasks = Vec::new();
     for i in 0..16u32 {
         let (http, tok, path) = (http.clone(), tok.clone(), path.clone());
-        tasks.push(tokio::spawn(async move { http.put(&path, &tok, &body(&[("a", i + 1)])).await }));
+        tasks.push(tokio::spawn(async move {
+            http.put(&path, &tok, &body(&[("a", i + 1)])).await
+        }));
     }
     let mut revs = Vec::new();
     for t in tasks {
         let r = t.await.unwrap();
-        assert!(r.status == StatusCode::OK || r.status == StatusCode::CREATED, "{}", r.text);
+        assert!(
+            r.status == StatusCode::OK || r.status == StatusCode::CREATED,
+            "{}",
+            r.text
+        );
         revs.push(r.json["revision"].as_u64().unwrap());
     }
     revs.sort();
-    assert_eq!(revs, (1..=16).collect::<Vec<u64>>(), "every writer got its own revision");
+    assert_eq!(
+        revs,
+        (1..=16).collect::<Vec<u64>>(),
+        "every writer got its own revision"
+    );
     let h = http.get(&format!("{path}/history?limit=500"), &tok).await;
     assert_eq!(h.json["items"].as_array().map(Vec::len), Some(16));
-    let created = h.json["items"].as_array().unwrap().iter().filter(|i| i["type"] == "route.created").count();
+    let created = h.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "route.created")
+        .count();
     assert_eq!(created, 1);
 }

@@ -6,8 +6,8 @@ use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
 use crate::domain::names::{RouteKey, ServiceKey, VersionName};
 use crate::domain::route::Route;
 use crate::ports::{
-    AuditQuery, Commit, Consistency, HistoryReader, ListQuery, Outbox, OutboxEntry, Probe, RouteReader,
-    RouteWriter, StoredRoute,
+    AuditQuery, Commit, Consistency, HistoryReader, ListQuery, Outbox, OutboxEntry, Probe,
+    RouteReader, RouteWriter, StoredRoute,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -41,7 +41,10 @@ fn fault(e: impl std::fmt::Display) -> Error {
 }
 
 fn key_text(key: &RouteKey) -> String {
-    format!("{}\0{}\0{}\0{}", key.svc.tenant, key.svc.service, key.svc.env, key.version)
+    format!(
+        "{}\0{}\0{}\0{}",
+        key.svc.tenant, key.svc.service, key.svc.env, key.version
+    )
 }
 
 fn svc_prefix(svc: &ServiceKey) -> String {
@@ -71,7 +74,10 @@ impl EmbeddedStore {
     }
 
     /// Runs blocking database work off the async threads.
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Database) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db))
             .await
@@ -98,26 +104,48 @@ fn commit_blocking(db: &Database, c: &Commit) -> Result<String> {
             revision: e.revision,
             route: e.route.clone(),
         };
-        routes.insert(kt.as_str(), to_json(&stored)?.as_slice()).map_err(fault)?;
+        routes
+            .insert(kt.as_str(), to_json(&stored)?.as_slice())
+            .map_err(fault)?;
 
         let mut history = tx.open_table(HISTORY).map_err(fault)?;
         history
-            .insert((kt.as_str(), e.revision), to_json(&e.history_entry())?.as_slice())
+            .insert(
+                (kt.as_str(), e.revision),
+                to_json(&e.history_entry())?.as_slice(),
+            )
             .map_err(fault)?;
 
         let mut counters = tx.open_table(COUNTERS).map_err(fault)?;
         let audit_name = format!("audit/{}", e.tenant);
-        let audit_seq = counters.get(audit_name.as_str()).map_err(fault)?.map(|v| v.value()).unwrap_or(0) + 1;
-        let outbox_seq = counters.get("outbox").map_err(fault)?.map(|v| v.value()).unwrap_or(0) + 1;
-        counters.insert(audit_name.as_str(), audit_seq).map_err(fault)?;
+        let audit_seq = counters
+            .get(audit_name.as_str())
+            .map_err(fault)?
+            .map(|v| v.value())
+            .unwrap_or(0)
+            + 1;
+        let outbox_seq = counters
+            .get("outbox")
+            .map_err(fault)?
+            .map(|v| v.value())
+            .unwrap_or(0)
+            + 1;
+        counters
+            .insert(audit_name.as_str(), audit_seq)
+            .map_err(fault)?;
         counters.insert("outbox", outbox_seq).map_err(fault)?;
 
         let mut audit = tx.open_table(AUDIT).map_err(fault)?;
         audit
-            .insert((e.tenant.as_str(), audit_seq), to_json(&e.audit_entry())?.as_slice())
+            .insert(
+                (e.tenant.as_str(), audit_seq),
+                to_json(&e.audit_entry())?.as_slice(),
+            )
             .map_err(fault)?;
         let mut outbox = tx.open_table(OUTBOX).map_err(fault)?;
-        outbox.insert(outbox_seq, to_json(e)?.as_slice()).map_err(fault)?;
+        outbox
+            .insert(outbox_seq, to_json(e)?.as_slice())
+            .map_err(fault)?;
         outbox_id = outbox_seq.to_string();
     }
     tx.commit().map_err(fault)?;
@@ -136,7 +164,11 @@ impl RouteReader for EmbeddedStore {
         }
     }
 
-    async fn versions(&self, svc: &ServiceKey, _read: Consistency) -> Result<Vec<(VersionName, StoredRoute)>> {
+    async fn versions(
+        &self,
+        svc: &ServiceKey,
+        _read: Consistency,
+    ) -> Result<Vec<(VersionName, StoredRoute)>> {
         let prefix = svc_prefix(svc);
         let end = format!("{}\u{1}", &prefix[..prefix.len() - 1]);
         let tx = self.db.begin_read().map_err(fault)?;
@@ -144,7 +176,8 @@ impl RouteReader for EmbeddedStore {
         let mut out = Vec::new();
         for item in routes.range(prefix.as_str()..end.as_str()).map_err(fault)? {
             let (k, v) = item.map_err(fault)?;
-            let version = VersionName::parse(&k.value()[prefix.len()..]).map_err(Error::Internal)?;
+            let version =
+                VersionName::parse(&k.value()[prefix.len()..]).map_err(Error::Internal)?;
             out.push((version, from_json(v.value())?));
         }
         Ok(out)
@@ -196,13 +229,22 @@ impl RouteWriter for EmbeddedStore {
 
 #[async_trait]
 impl HistoryReader for EmbeddedStore {
-    async fn history(&self, key: &RouteKey, before: Option<u64>, limit: usize) -> Result<Vec<HistoryEntry>> {
+    async fn history(
+        &self,
+        key: &RouteKey,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>> {
         let kt = key_text(key);
         let tx = self.db.begin_read().map_err(fault)?;
         let history = tx.open_table(HISTORY).map_err(fault)?;
         let upper = before.unwrap_or(u64::MAX);
         let mut out = Vec::new();
-        for item in history.range((kt.as_str(), 0)..(kt.as_str(), upper)).map_err(fault)?.rev() {
+        for item in history
+            .range((kt.as_str(), 0)..(kt.as_str(), upper))
+            .map_err(fault)?
+            .rev()
+        {
             let (_, v) = item.map_err(fault)?;
             out.push(from_json(v.value())?);
             if out.len() >= limit {
@@ -218,15 +260,22 @@ impl HistoryReader for EmbeddedStore {
         let audit = tx.open_table(AUDIT).map_err(fault)?;
         let upper = q.before_seq.unwrap_or(u64::MAX);
         let mut out = Vec::new();
-        for item in audit.range((tenant, 0)..(tenant, upper)).map_err(fault)?.rev() {
+        for item in audit
+            .range((tenant, 0)..(tenant, upper))
+            .map_err(fault)?
+            .rev()
+        {
             let (k, v) = item.map_err(fault)?;
             let entry: AuditEntry = from_json(v.value())?;
             // Commit order and time order agree up to concurrent writers' clock skew, so
             // the scan stops well past `since` rather than at the first older entry.
-            if q.since.is_some_and(|s| entry.at.millis() < s.millis() - AUDIT_SKEW_MS) {
+            if q.since
+                .is_some_and(|s| entry.at.millis() < s.millis() - AUDIT_SKEW_MS)
+            {
                 break;
             }
-            let outside = q.since.is_some_and(|s| entry.at < s) || q.until.is_some_and(|u| entry.at >= u);
+            let outside =
+                q.since.is_some_and(|s| entry.at < s) || q.until.is_some_and(|u| entry.at >= u);
             if outside || q.kind.is_some_and(|t| entry.kind != t) {
                 continue;
             }
@@ -259,7 +308,10 @@ impl Outbox for EmbeddedStore {
     async fn mark_published(&self, ids: &[String]) -> Result<()> {
         let ids: Vec<u64> = ids
             .iter()
-            .map(|i| i.parse().map_err(|_| Error::Internal(format!("bad outbox id {i}"))))
+            .map(|i| {
+                i.parse()
+                    .map_err(|_| Error::Internal(format!("bad outbox id {i}")))
+            })
             .collect::<Result<_>>()?;
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(fault)?;

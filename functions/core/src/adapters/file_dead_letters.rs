@@ -17,7 +17,10 @@ pub struct FileDeadLetters {
 impl FileDeadLetters {
     /// Letters go to `path` (created on first use).
     pub fn new(path: PathBuf) -> Self {
-        Self { path, lock: Mutex::new(()) }
+        Self {
+            path,
+            lock: Mutex::new(()),
+        }
     }
 }
 
@@ -28,7 +31,11 @@ impl DeadLetters for FileDeadLetters {
         let mut line = serde_json::to_vec(letter).map_err(|e| Error::Internal(e.to_string()))?;
         line.push(b'\n');
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(fault)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(fault)?;
         f.write_all(&line).map_err(fault)?;
         f.sync_data().map_err(fault)
     }

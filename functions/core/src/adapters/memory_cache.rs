@@ -37,7 +37,11 @@ impl MemoryCache {
     }
 }
 
-fn merge(versions: &mut HashMap<VersionName, CachedRoute>, version: &VersionName, entry: &CachedRoute) -> bool {
+fn merge(
+    versions: &mut HashMap<VersionName, CachedRoute>,
+    version: &VersionName,
+    entry: &CachedRoute,
+) -> bool {
     match versions.get(version) {
         Some(old) if old.revision >= entry.revision => false,
         _ => {
@@ -50,7 +54,10 @@ fn merge(versions: &mut HashMap<VersionName, CachedRoute>, version: &VersionName
 #[async_trait]
 impl SharedCache for MemoryCache {
     async fn get(&self, key: &RouteKey) -> Result<Option<CachedRoute>> {
-        Ok(self.with(|m| m.get(&key.svc).and_then(|b| b.versions.get(&key.version).cloned())))
+        Ok(self.with(|m| {
+            m.get(&key.svc)
+                .and_then(|b| b.versions.get(&key.version).cloned())
+        }))
     }
 
     async fn versions(&self, svc: &ServiceKey) -> Result<Option<Vec<CachedRoute>>> {
@@ -62,7 +69,13 @@ impl SharedCache for MemoryCache {
     }
 
     async fn apply(&self, key: &RouteKey, entry: &CachedRoute) -> Result<bool> {
-        Ok(self.with(|m| merge(&mut m.entry(key.svc.clone()).or_default().versions, &key.version, entry)))
+        Ok(self.with(|m| {
+            merge(
+                &mut m.entry(key.svc.clone()).or_default().versions,
+                &key.version,
+                entry,
+            )
+        }))
     }
 
     async fn fill(&self, svc: &ServiceKey, entries: &[(VersionName, CachedRoute)]) -> Result<()> {
@@ -97,7 +110,10 @@ mod tests {
     }
 
     fn entry(rev: u64) -> CachedRoute {
-        CachedRoute { revision: rev, route: None }
+        CachedRoute {
+            revision: rev,
+            route: None,
+        }
     }
 
     #[tokio::test]
@@ -105,7 +121,10 @@ mod tests {
         let c = MemoryCache::new();
         assert!(c.apply(&key("1"), &entry(5)).await.unwrap());
         assert!(!c.apply(&key("1"), &entry(4)).await.unwrap());
-        assert!(!c.apply(&key("1"), &entry(5)).await.unwrap(), "redelivery changes nothing");
+        assert!(
+            !c.apply(&key("1"), &entry(5)).await.unwrap(),
+            "redelivery changes nothing"
+        );
         assert_eq!(c.get(&key("1")).await.unwrap().unwrap().revision, 5);
     }
 
@@ -114,10 +133,20 @@ mod tests {
         let c = MemoryCache::new();
         c.apply(&key("2"), &entry(3)).await.unwrap();
         assert!(c.versions(&key("2").svc).await.unwrap().is_none());
-        c.fill(&key("2").svc, &[(key("1").version, entry(1)), (key("2").version, entry(2))])
+        c.fill(
+            &key("2").svc,
+            &[(key("1").version, entry(1)), (key("2").version, entry(2))],
+        )
+        .await
+        .unwrap();
+        let mut revs: Vec<u64> = c
+            .versions(&key("2").svc)
             .await
-            .unwrap();
-        let mut revs: Vec<u64> = c.versions(&key("2").svc).await.unwrap().unwrap().iter().map(|e| e.revision).collect();
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|e| e.revision)
+            .collect();
         revs.sort();
         assert_eq!(revs, [1, 3], "the fill kept the newer event-applied entry");
     }

@@ -8,12 +8,12 @@
 //! - `redis_cache` (feature `redis`): the shared cache on Redis / ElastiCache.
 //! - `kafka`: the event publisher and the dead-letter producer.
 
-pub mod embedded_store;
-pub mod memory_cache;
-pub mod file_dead_letters;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod embedded_store;
+pub mod file_dead_letters;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod memory_cache;
 #[cfg(feature = "redis")]
 pub mod redis_cache;

@@ -43,9 +43,15 @@ impl ChangeType {
 
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Created, Self::Updated, Self::Activated, Self::Deactivated, Self::Deleted]
-            .into_iter()
-            .find(|t| t.as_str() == s)
+        [
+            Self::Created,
+            Self::Updated,
+            Self::Activated,
+            Self::Deactivated,
+            Self::Deleted,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
     }
 }
 
@@ -100,7 +106,9 @@ impl RouteEvent {
         }
         match (&self.route, self.kind) {
             (Some(_), ChangeType::Deleted) => Err("a route.deleted event carries a route".into()),
-            (None, k) if k != ChangeType::Deleted => Err(format!("a {} event has no route", k.as_str())),
+            (None, k) if k != ChangeType::Deleted => {
+                Err(format!("a {} event has no route", k.as_str()))
+            }
             (Some(r), _) if r.key() != self.key() || r.revision != self.revision => {
                 Err("the route does not match the event's key or revision".into())
             }
@@ -210,7 +218,10 @@ mod tests {
     #[test]
     fn unknown_types_do_not_parse() {
         assert!(serde_json::from_str::<RouteEvent>(&event("route.exploded", "null")).is_err());
-        assert_eq!(ChangeType::parse("route.activated"), Some(ChangeType::Activated));
+        assert_eq!(
+            ChangeType::parse("route.activated"),
+            Some(ChangeType::Activated)
+        );
         assert_eq!(ChangeType::parse("x"), None);
     }
 }

@@ -9,7 +9,8 @@ pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -20,7 +21,8 @@ pub fn is_version_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
         && s != "latest"
 }
 
@@ -28,7 +30,8 @@ pub fn is_version_name(s: &str) -> bool {
 pub fn is_label_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'/'))
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'/'))
 }
 
 /// `1–64` chars (Unicode scalar values), no control characters.
@@ -41,7 +44,8 @@ pub fn is_label_value(s: &str) -> bool {
 pub fn is_region(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
-        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }
 
 macro_rules! name_type {
@@ -156,10 +160,16 @@ pub struct RouteKey {
 
 impl RouteKey {
     /// Parses all four names, naming the first bad one.
-    pub fn parse(tenant: &str, service: &str, env: &str, version: &str) -> Result<Self, crate::Error> {
+    pub fn parse(
+        tenant: &str,
+        service: &str,
+        env: &str,
+        version: &str,
+    ) -> Result<Self, crate::Error> {
         Ok(Self {
             svc: ServiceKey::parse(tenant, service, env)?,
-            version: VersionName::parse(version).map_err(|e| crate::Error::invalid("version", e))?,
+            version: VersionName::parse(version)
+                .map_err(|e| crate::Error::invalid("version", e))?,
         })
     }
 }
@@ -169,7 +179,8 @@ impl ServiceKey {
     pub fn parse(tenant: &str, service: &str, env: &str) -> Result<Self, crate::Error> {
         Ok(Self {
             tenant: TenantName::parse(tenant).map_err(|e| crate::Error::invalid("tenant", e))?,
-            service: ServiceName::parse(service).map_err(|e| crate::Error::invalid("service", e))?,
+            service: ServiceName::parse(service)
+                .map_err(|e| crate::Error::invalid("service", e))?,
             env: EnvName::parse(env).map_err(|e| crate::Error::invalid("env", e))?,
         })
     }
@@ -191,20 +202,50 @@ mod tests {
         for ok in ["a", "acme", "a-b", "0", "a1-2b", &"a".repeat(63)] {
             assert!(is_dns_label(ok), "{ok}");
         }
-        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "ä", &"a".repeat(64), "a b"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "a.b",
+            "ä",
+            &"a".repeat(64),
+            "a b",
+        ] {
             assert!(!is_dns_label(bad), "{bad}");
         }
     }
 
     #[test]
     fn version_names_follow_the_contract_and_reserve_latest() {
-        for ok in ["2.3.1", "1", "canary", "V1_a-b.c", "v2.0.0-rc.1", &"a".repeat(64)] {
+        for ok in [
+            "2.3.1",
+            "1",
+            "canary",
+            "V1_a-b.c",
+            "v2.0.0-rc.1",
+            &"a".repeat(64),
+        ] {
             assert!(is_version_name(ok), "{ok}");
         }
-        for bad in ["", "latest", ".1", "-a", "_a", "a/b", "a+b", "^2", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "latest",
+            ".1",
+            "-a",
+            "_a",
+            "a/b",
+            "a+b",
+            "^2",
+            &"a".repeat(65),
+        ] {
             assert!(!is_version_name(bad), "{bad}");
         }
-        assert!(is_version_name("Latest"), "names are case-sensitive: only 'latest' is reserved");
+        assert!(
+            is_version_name("Latest"),
+            "names are case-sensitive: only 'latest' is reserved"
+        );
     }
 
     #[test]

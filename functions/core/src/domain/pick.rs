@@ -17,10 +17,21 @@ use super::route::{Endpoint, EndpointStatus, Route};
 /// that has one. Empty when no endpoint is a candidate.
 pub fn candidates(route: &Route) -> Vec<&Endpoint> {
     let usable = |e: &&Endpoint| e.status == EndpointStatus::Active && e.weight > 0;
-    let Some(best) = route.endpoints.iter().filter(usable).map(|e| e.priority).min() else {
+    let Some(best) = route
+        .endpoints
+        .iter()
+        .filter(usable)
+        .map(|e| e.priority)
+        .min()
+    else {
         return Vec::new();
     };
-    route.endpoints.iter().filter(usable).filter(|e| e.priority == best).collect()
+    route
+        .endpoints
+        .iter()
+        .filter(usable)
+        .filter(|e| e.priority == best)
+        .collect()
 }
 
 /// Picks one candidate: by sticky key when given, else at random in proportion to weight.
@@ -140,7 +151,13 @@ mod tests {
             labels: Default::default(),
             active: true,
         };
-        Route::from_spec(&key, spec, 1, crate::domain::timefmt::Timestamp::from_millis(0), "u")
+        Route::from_spec(
+            &key,
+            spec,
+            1,
+            crate::domain::timefmt::Timestamp::from_millis(0),
+            "u",
+        )
     }
 
     fn ids(v: &[&Endpoint]) -> Vec<String> {
@@ -163,7 +180,11 @@ mod tests {
     #[test]
     fn no_candidate_when_nothing_is_active_with_weight() {
         use EndpointStatus::*;
-        let r = route(vec![ep("a", 5, 0, Disabled), ep("b", 0, 1, Active), ep("c", 3, 2, Draining)]);
+        let r = route(vec![
+            ep("a", 5, 0, Disabled),
+            ep("b", 0, 1, Active),
+            ep("c", 3, 2, Draining),
+        ]);
         assert!(candidates(&r).is_empty());
         assert!(choose(&[], Some("k")).is_none());
         assert!(choose(&[], None).is_none());
@@ -204,7 +225,13 @@ mod tests {
         let a = ep("blue", 90, 0, EndpointStatus::Active);
         let b = ep("green", 10, 0, EndpointStatus::Active);
         let picks: String = (0..16)
-            .map(|i| choose_sticky(&[&a, &b], &format!("user-{i}")).unwrap().id.as_str().as_bytes()[0] as char)
+            .map(|i| {
+                choose_sticky(&[&a, &b], &format!("user-{i}"))
+                    .unwrap()
+                    .id
+                    .as_str()
+                    .as_bytes()[0] as char
+            })
             .collect();
         assert_eq!(picks, PINNED_PICKS);
     }

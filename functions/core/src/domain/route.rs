@@ -84,7 +84,13 @@ impl Route {
     }
 
     /// Builds the stored document from a validated body.
-    pub fn from_spec(key: &RouteKey, spec: RouteSpec, revision: u64, at: Timestamp, by: &str) -> Self {
+    pub fn from_spec(
+        key: &RouteKey,
+        spec: RouteSpec,
+        revision: u64,
+        at: Timestamp,
+        by: &str,
+    ) -> Self {
         Route {
             tenant: key.svc.tenant.clone(),
             service: key.svc.service.clone(),
@@ -114,8 +120,15 @@ pub struct RouteSpec {
     pub active: bool,
 }
 
-const SERVER_FIELDS: [&str; 7] =
-    ["tenant", "service", "env", "version", "revision", "updated_at", "updated_by"];
+const SERVER_FIELDS: [&str; 7] = [
+    "tenant",
+    "service",
+    "env",
+    "version",
+    "revision",
+    "updated_at",
+    "updated_by",
+];
 
 impl RouteSpec {
     /// Parses a PUT body strictly: unknown fields, `null`s and server-set fields are 400,
@@ -145,10 +158,15 @@ impl RouteSpec {
                 "ttl_seconds" => spec.ttl_seconds = int_in(v, "ttl_seconds", 1, 3600)? as u32,
                 "labels" => spec.labels = parse_labels(v)?,
                 "active" => {
-                    spec.active = v.as_bool().ok_or_else(|| Error::invalid("active", "must be a boolean"))?
+                    spec.active = v
+                        .as_bool()
+                        .ok_or_else(|| Error::invalid("active", "must be a boolean"))?
                 }
                 f if SERVER_FIELDS.contains(&f) => {
-                    return Err(Error::invalid(f, "is set by the server and must not be sent"));
+                    return Err(Error::invalid(
+                        f,
+                        "is set by the server and must not be sent",
+                    ));
                 }
                 f => return Err(Error::invalid(f, "unknown field")),
             }
@@ -163,12 +181,16 @@ impl RouteSpec {
 fn int_in(v: &Value, field: &str, min: u64, max: u64) -> Result<u64, Error> {
     match v.as_u64() {
         Some(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(Error::invalid(field, format!("must be an integer from {min} to {max}"))),
+        _ => Err(Error::invalid(
+            field,
+            format!("must be an integer from {min} to {max}"),
+        )),
     }
 }
 
 fn str_of<'a>(v: &'a Value, field: &str) -> Result<&'a str, Error> {
-    v.as_str().ok_or_else(|| Error::invalid(field, "must be a string"))
+    v.as_str()
+        .ok_or_else(|| Error::invalid(field, "must be a string"))
 }
 
 fn parse_endpoints(v: &Value) -> Result<Vec<Endpoint>, Error> {
@@ -186,7 +208,10 @@ fn parse_endpoints(v: &Value) -> Result<Vec<Endpoint>, Error> {
         };
         let ep = parse_endpoint(obj, &at)?;
         if out.iter().any(|e| e.id == ep.id) {
-            return Err(Error::invalid(&format!("{at}.id"), "duplicates another endpoint's id"));
+            return Err(Error::invalid(
+                &format!("{at}.id"),
+                "duplicates another endpoint's id",
+            ));
         }
         out.push(ep);
     }
@@ -206,7 +231,11 @@ fn parse_endpoint(obj: &Map<String, Value>, at: &str) -> Result<Endpoint, Error>
             return Err(Error::invalid(&name, "must not be null"));
         }
         match field.as_str() {
-            "id" => id = Some(EndpointId::parse(str_of(v, &name)?).map_err(|e| Error::invalid(&name, e))?),
+            "id" => {
+                id = Some(
+                    EndpointId::parse(str_of(v, &name)?).map_err(|e| Error::invalid(&name, e))?,
+                )
+            }
             "url" => {
                 let s = str_of(v, &name)?;
                 check_url(s).map_err(|e| Error::invalid(&name, e))?;
@@ -219,10 +248,18 @@ fn parse_endpoint(obj: &Map<String, Value>, at: &str) -> Result<Endpoint, Error>
                     "active" => EndpointStatus::Active,
                     "draining" => EndpointStatus::Draining,
                     "disabled" => EndpointStatus::Disabled,
-                    _ => return Err(Error::invalid(&name, "must be one of active, draining, disabled")),
+                    _ => {
+                        return Err(Error::invalid(
+                            &name,
+                            "must be one of active, draining, disabled",
+                        ));
+                    }
                 }
             }
-            "region" => region = Some(Region::parse(str_of(v, &name)?).map_err(|e| Error::invalid(&name, e))?),
+            "region" => {
+                region =
+                    Some(Region::parse(str_of(v, &name)?).map_err(|e| Error::invalid(&name, e))?)
+            }
             _ => return Err(Error::invalid(&name, "unknown field")),
         }
     }
@@ -258,7 +295,8 @@ fn parse_labels(v: &Value) -> Result<BTreeMap<LabelKey, LabelValue>, Error> {
 
 /// An absolute `http`/`https` URL with a host, no user-info, at most 2048 chars.
 pub fn check_url(s: &str) -> Result<(), &'static str> {
-    const RULE: &str = "must be an absolute http or https URL with a host, no user-info, at most 2048 chars";
+    const RULE: &str =
+        "must be an absolute http or https URL with a host, no user-info, at most 2048 chars";
     if s.len() > 2048 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(RULE);
     }
@@ -272,7 +310,11 @@ pub fn check_url(s: &str) -> Result<(), &'static str> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or(RULE)?;
-        if h.is_empty() || !h.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+        if h.is_empty()
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
             return Err(RULE);
         }
         (h, after.strip_prefix(':'))
@@ -283,7 +325,9 @@ pub fn check_url(s: &str) -> Result<(), &'static str> {
         }
     };
     let host_ok = !host.is_empty()
-        && host.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'~' | b':'));
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'~' | b':'));
     if !host_ok {
         return Err(RULE);
     }
@@ -319,7 +363,10 @@ mod tests {
         assert!(s.active);
         assert!(s.labels.is_empty());
         let e = &s.endpoints[0];
-        assert_eq!((e.weight, e.priority, e.status, e.region.clone()), (1, 0, EndpointStatus::Active, None));
+        assert_eq!(
+            (e.weight, e.priority, e.status, e.region.clone()),
+            (1, 0, EndpointStatus::Active, None)
+        );
     }
 
     #[test]
@@ -345,30 +392,102 @@ mod tests {
             (r#"{"endpoints":null}"#, "endpoints"),
             (r#"{"endpoints":[{"url":"https://a"}]}"#, "endpoints[0].id"),
             (r#"{"endpoints":[{"id":"a"}]}"#, "endpoints[0].url"),
-            (r#"{"endpoints":[{"id":"A","url":"https://a"}]}"#, "endpoints[0].id"),
-            (r#"{"endpoints":[{"id":"a","url":"ftp://a"}]}"#, "endpoints[0].url"),
-            (r#"{"endpoints":[{"id":"a","url":"https://u:p@a"}]}"#, "endpoints[0].url"),
-            (r#"{"endpoints":[{"id":"a","url":"https://"}]}"#, "endpoints[0].url"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a","weight":1001}]}"#, "endpoints[0].weight"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a","weight":1.5}]}"#, "endpoints[0].weight"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a","weight":-1}]}"#, "endpoints[0].weight"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a","priority":10}]}"#, "endpoints[0].priority"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a","status":"up"}]}"#, "endpoints[0].status"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a","region":"EU"}]}"#, "endpoints[0].region"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a","weigth":1}]}"#, "endpoints[0].weigth"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a","region":null}]}"#, "endpoints[0].region"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"},{"id":"a","url":"https://b"}]}"#, "endpoints[1].id"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"ttl_seconds":0}"#, "ttl_seconds"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"ttl_seconds":3601}"#, "ttl_seconds"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"active":"yes"}"#, "active"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"labels":{"a b":"x"}}"#, "labels.a b"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"labels":{"a":""}}"#, "labels.a"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"labels":{"a":1}}"#, "labels.a"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"revision":3}"#, "revision"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"tenant":"acme"}"#, "tenant"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"updated_by":"me"}"#, "updated_by"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"colour":"red"}"#, "colour"),
-            (r#"{"endpoints":[{"id":"a","url":"https://a"}],"labels":null}"#, "labels"),
+            (
+                r#"{"endpoints":[{"id":"A","url":"https://a"}]}"#,
+                "endpoints[0].id",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"ftp://a"}]}"#,
+                "endpoints[0].url",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://u:p@a"}]}"#,
+                "endpoints[0].url",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://"}]}"#,
+                "endpoints[0].url",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a","weight":1001}]}"#,
+                "endpoints[0].weight",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a","weight":1.5}]}"#,
+                "endpoints[0].weight",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a","weight":-1}]}"#,
+                "endpoints[0].weight",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a","priority":10}]}"#,
+                "endpoints[0].priority",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a","status":"up"}]}"#,
+                "endpoints[0].status",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a","region":"EU"}]}"#,
+                "endpoints[0].region",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a","weigth":1}]}"#,
+                "endpoints[0].weigth",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a","region":null}]}"#,
+                "endpoints[0].region",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"},{"id":"a","url":"https://b"}]}"#,
+                "endpoints[1].id",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"ttl_seconds":0}"#,
+                "ttl_seconds",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"ttl_seconds":3601}"#,
+                "ttl_seconds",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"active":"yes"}"#,
+                "active",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"labels":{"a b":"x"}}"#,
+                "labels.a b",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"labels":{"a":""}}"#,
+                "labels.a",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"labels":{"a":1}}"#,
+                "labels.a",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"revision":3}"#,
+                "revision",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"tenant":"acme"}"#,
+                "tenant",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"updated_by":"me"}"#,
+                "updated_by",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"colour":"red"}"#,
+                "colour",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"labels":null}"#,
+                "labels",
+            ),
             (r#"{"endpoints": "#, "body"),
         ];
         for (body, field) in cases {
@@ -378,21 +497,40 @@ mod tests {
 
     #[test]
     fn too_many_endpoints_or_labels_are_rejected() {
-        let eps: Vec<String> = (0..65).map(|i| format!(r#"{{"id":"e{i}","url":"https://a"}}"#)).collect();
+        let eps: Vec<String> = (0..65)
+            .map(|i| format!(r#"{{"id":"e{i}","url":"https://a"}}"#))
+            .collect();
         let body = format!(r#"{{"endpoints":[{}]}}"#, eps.join(","));
         assert_eq!(field_of(parse(&body).unwrap_err()), "endpoints");
         let labels: Vec<String> = (0..17).map(|i| format!(r#""k{i}":"v""#)).collect();
-        let body = format!(r#"{{"endpoints":[{{"id":"a","url":"https://a"}}],"labels":{{{}}}}}"#, labels.join(","));
+        let body = format!(
+            r#"{{"endpoints":[{{"id":"a","url":"https://a"}}],"labels":{{{}}}}}"#,
+            labels.join(",")
+        );
         assert_eq!(field_of(parse(&body).unwrap_err()), "labels");
     }
 
     #[test]
     fn urls_follow_the_contract() {
-        for ok in ["http://a", "https://a.b:8443/x?y#z", "https://[::1]:80/", "http://10.0.0.1"] {
+        for ok in [
+            "http://a",
+            "https://a.b:8443/x?y#z",
+            "https://[::1]:80/",
+            "http://10.0.0.1",
+        ] {
             assert!(check_url(ok).is_ok(), "{ok}");
         }
         let long = format!("https://a/{}", "x".repeat(2040));
-        for bad in ["a", "//a", "https://a:0", "https://a:99999", "https://a b", "mailto:x", "https://@a", long.as_str()] {
+        for bad in [
+            "a",
+            "//a",
+            "https://a:0",
+            "https://a:99999",
+            "https://a b",
+            "mailto:x",
+            "https://@a",
+            long.as_str(),
+        ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
     }

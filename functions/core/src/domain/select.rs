@@ -27,9 +27,12 @@ impl Selector {
         if let Ok(v) = VersionName::parse(s) {
             return Ok(Selector::Exact(v));
         }
-        VersionReq::parse(s)
-            .map(Selector::Range)
-            .map_err(|e| Error::invalid("selector", format!("not a version, 'latest' or a semver requirement ({e})")))
+        VersionReq::parse(s).map(Selector::Range).map_err(|e| {
+            Error::invalid(
+                "selector",
+                format!("not a version, 'latest' or a semver requirement ({e})"),
+            )
+        })
     }
 }
 
@@ -87,9 +90,16 @@ mod tests {
 
     fn route(version: &str, active: bool) -> Arc<Route> {
         let key = RouteKey::parse("t", "s", "e", version).unwrap();
-        let mut spec = RouteSpec::from_json(br#"{"endpoints":[{"id":"a","url":"https://a"}]}"#).unwrap();
+        let mut spec =
+            RouteSpec::from_json(br#"{"endpoints":[{"id":"a","url":"https://a"}]}"#).unwrap();
         spec.active = active;
-        Arc::new(Route::from_spec(&key, spec, 1, Timestamp::from_millis(0), "u"))
+        Arc::new(Route::from_spec(
+            &key,
+            spec,
+            1,
+            Timestamp::from_millis(0),
+            "u",
+        ))
     }
 
     fn set(versions: &[(&str, bool)]) -> VersionSet {
@@ -97,25 +107,47 @@ mod tests {
     }
 
     fn pick(s: &VersionSet, sel: &str) -> Option<String> {
-        s.choose(&Selector::parse(sel).unwrap()).map(|r| r.version.to_string())
+        s.choose(&Selector::parse(sel).unwrap())
+            .map(|r| r.version.to_string())
     }
 
     #[test]
     fn selectors_parse_in_contract_order() {
         assert_eq!(Selector::parse("latest").unwrap(), Selector::Latest);
         assert!(matches!(Selector::parse("1").unwrap(), Selector::Exact(_)));
-        assert!(matches!(Selector::parse("canary").unwrap(), Selector::Exact(_)));
-        assert!(matches!(Selector::parse("2.3.1").unwrap(), Selector::Exact(_)));
+        assert!(matches!(
+            Selector::parse("canary").unwrap(),
+            Selector::Exact(_)
+        ));
+        assert!(matches!(
+            Selector::parse("2.3.1").unwrap(),
+            Selector::Exact(_)
+        ));
         assert!(matches!(Selector::parse("^2").unwrap(), Selector::Range(_)));
-        assert!(matches!(Selector::parse(">=1.2, <2").unwrap(), Selector::Range(_)));
+        assert!(matches!(
+            Selector::parse(">=1.2, <2").unwrap(),
+            Selector::Range(_)
+        ));
         assert!(matches!(Selector::parse("*").unwrap(), Selector::Range(_)));
-        assert!(matches!(Selector::parse("^x"), Err(Error::InvalidRequest(_))));
-        assert!(matches!(Selector::parse(">>1"), Err(Error::InvalidRequest(_))));
+        assert!(matches!(
+            Selector::parse("^x"),
+            Err(Error::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            Selector::parse(">>1"),
+            Err(Error::InvalidRequest(_))
+        ));
     }
 
     #[test]
     fn latest_takes_the_highest_active_release() {
-        let s = set(&[("1.2.0", true), ("1.10.0", true), ("2.0.0", false), ("2.0.0-rc.1", true), ("canary", true)]);
+        let s = set(&[
+            ("1.2.0", true),
+            ("1.10.0", true),
+            ("2.0.0", false),
+            ("2.0.0-rc.1", true),
+            ("canary", true),
+        ]);
         assert_eq!(pick(&s, "latest").as_deref(), Some("1.10.0"));
     }
 
@@ -137,7 +169,13 @@ mod tests {
 
     #[test]
     fn requirements_take_the_highest_match() {
-        let s = set(&[("1.2.0", true), ("1.9.3", true), ("2.0.0", true), ("2.4.1", true), ("3.0.0", false)]);
+        let s = set(&[
+            ("1.2.0", true),
+            ("1.9.3", true),
+            ("2.0.0", true),
+            ("2.4.1", true),
+            ("3.0.0", false),
+        ]);
         assert_eq!(pick(&s, "^1").as_deref(), Some("1.9.3"));
         assert_eq!(pick(&s, "^2").as_deref(), Some("2.4.1"));
         assert_eq!(pick(&s, "~2.0").as_deref(), Some("2.0.0"));
@@ -148,7 +186,12 @@ mod tests {
 
     #[test]
     fn pre_releases_only_when_the_requirement_names_one_on_the_same_patch() {
-        let s = set(&[("2.0.0-rc.1", true), ("2.0.0-rc.2", true), ("1.5.0", true), ("2.1.0-beta", true)]);
+        let s = set(&[
+            ("2.0.0-rc.1", true),
+            ("2.0.0-rc.2", true),
+            ("1.5.0", true),
+            ("2.1.0-beta", true),
+        ]);
         assert_eq!(pick(&s, "^2").as_deref(), None);
         assert_eq!(pick(&s, ">=2.0.0-rc.1").as_deref(), Some("2.0.0-rc.2"));
         assert_eq!(pick(&s, "^1").as_deref(), Some("1.5.0"));

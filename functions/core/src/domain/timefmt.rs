@@ -27,9 +27,12 @@ impl Timestamp {
 
     /// Parses any RFC 3339 timestamp (any offset, any fraction), truncating to milliseconds.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let t = OffsetDateTime::parse(s, &Rfc3339)
-            .map_err(|_| "must be an RFC 3339 timestamp such as 2026-11-28T12:00:00.000Z".to_owned())?;
-        Ok(Self((t.unix_timestamp_nanos().div_euclid(1_000_000)) as i64))
+        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+            "must be an RFC 3339 timestamp such as 2026-11-28T12:00:00.000Z".to_owned()
+        })?;
+        Ok(Self(
+            (t.unix_timestamp_nanos().div_euclid(1_000_000)) as i64,
+        ))
     }
 }
 

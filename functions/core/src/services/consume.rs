@@ -2,9 +2,9 @@
 //! nothing), ordered by revision (an older one never overwrites a newer one), and a record
 //! that can never be applied is reported as poison instead of blocking its partition.
 
+use crate::Result;
 use crate::domain::event::RouteEvent;
 use crate::ports::{CachedRoute, SharedCache};
-use crate::Result;
 use std::sync::Arc;
 
 /// What became of a record.
@@ -45,7 +45,9 @@ impl Consumer {
         let route_key = event.key();
         let expected = route_key.svc.event_key();
         if key != Some(expected.as_bytes()) {
-            return Ok(Outcome::Poison(format!("record key does not match the event (expected {expected})")));
+            return Ok(Outcome::Poison(format!(
+                "record key does not match the event (expected {expected})"
+            )));
         }
         let entry = CachedRoute {
             revision: event.revision,

@@ -8,8 +8,8 @@ use crate::domain::names::{EnvName, RouteKey, ServiceName, TenantName};
 use crate::domain::route::{Route, RouteSpec};
 use crate::domain::timefmt::Timestamp;
 use crate::ports::{
-    AuditQuery, Commit, Consistency, EventPublisher, HistoryReader, ListQuery, Outbox, RouteReader, RouteWriter,
-    SharedCache, StoredRoute,
+    AuditQuery, Commit, Consistency, EventPublisher, HistoryReader, ListQuery, Outbox, RouteReader,
+    RouteWriter, SharedCache, StoredRoute,
 };
 use crate::{Error, Result};
 use serde::Serialize;
@@ -110,10 +110,13 @@ fn precondition(msg: &str) -> Error {
 fn check_if_match(pre: &Preconditions, live: Option<&Route>) -> Result<()> {
     match (pre.if_match, live) {
         (Some(IfMatch::Any), None) => Err(precondition("If-Match: the route does not exist")),
-        (Some(IfMatch::Revision(_)), None) => Err(precondition("If-Match: the route does not exist")),
-        (Some(IfMatch::Revision(n)), Some(r)) if r.revision != n => {
-            Err(precondition(&format!("If-Match: the route is at revision {}", r.revision)))
+        (Some(IfMatch::Revision(_)), None) => {
+            Err(precondition("If-Match: the route does not exist"))
         }
+        (Some(IfMatch::Revision(n)), Some(r)) if r.revision != n => Err(precondition(&format!(
+            "If-Match: the route is at revision {}",
+            r.revision
+        ))),
         _ => Ok(()),
     }
 }
@@ -138,7 +141,14 @@ impl WriteService {
         }
     }
 
-    fn event(kind: ChangeType, key: &RouteKey, revision: u64, at: Timestamp, route: Option<Route>, actor: &Actor) -> RouteEvent {
+    fn event(
+        kind: ChangeType,
+        key: &RouteKey,
+        revision: u64,
+        at: Timestamp,
+        route: Option<Route>,
+        actor: &Actor,
+    ) -> RouteEvent {
         RouteEvent {
             schema: SCHEMA,
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -171,16 +181,26 @@ impl WriteService {
         );
         match &self.after_commit {
             AfterCommit::Wake(relay) => relay.wake(),
-            AfterCommit::PublishNow { publisher, outbox, deadline } => {
+            AfterCommit::PublishNow {
+                publisher,
+                outbox,
+                deadline,
+            } => {
                 let sent = tokio::time::timeout(*deadline, async {
-                    publisher.publish(std::slice::from_ref(&commit.event)).await?;
+                    publisher
+                        .publish(std::slice::from_ref(&commit.event))
+                        .await?;
                     outbox.mark_published(&[outbox_id]).await
                 })
                 .await;
                 match sent {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "publish after commit failed; the relay will retry"),
-                    Err(_) => tracing::warn!("publish after commit timed out; the relay will retry"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "publish after commit failed; the relay will retry")
+                    }
+                    Err(_) => {
+                        tracing::warn!("publish after commit timed out; the relay will retry")
+                    }
                 }
             }
         }
@@ -192,7 +212,13 @@ impl WriteService {
     }
 
     /// `PUT`: creates or replaces; returns the route and whether it was created.
-    pub async fn put(&self, key: &RouteKey, spec: RouteSpec, pre: Preconditions, actor: &Actor) -> Result<(Route, bool)> {
+    pub async fn put(
+        &self,
+        key: &RouteKey,
+        spec: RouteSpec,
+        pre: Preconditions,
+        actor: &Actor,
+    ) -> Result<(Route, bool)> {
         for attempt in 0..MAX_ATTEMPTS {
             let stored = self.stored(key).await?;
             let live = stored.as_ref().and_then(|s| s.route.as_ref());
@@ -201,7 +227,11 @@ impl WriteService {
                 return Err(precondition("If-None-Match: the route exists"));
             }
             let revision = stored.as_ref().map_or(0, |s| s.revision) + 1;
-            let kind = if live.is_some() { ChangeType::Updated } else { ChangeType::Created };
+            let kind = if live.is_some() {
+                ChangeType::Updated
+            } else {
+                ChangeType::Created
+            };
             let at = Timestamp::now();
             let route = Route::from_spec(key, spec.clone(), revision, at, &actor.sub);
             let event = Self::event(kind, key, revision, at, Some(route.clone()), actor);
@@ -211,35 +241,61 @@ impl WriteService {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Unavailable(format!("{key}: too many concurrent writers")))
+        Err(Error::Unavailable(format!(
+            "{key}: too many concurrent writers"
+        )))
     }
 
     /// `GET`: the live route, strongly consistent.
     pub async fn get(&self, key: &RouteKey) -> Result<Route> {
-        self.stored(key).await?.and_then(|s| s.route).ok_or(Error::NotFound)
+        self.stored(key)
+            .await?
+            .and_then(|s| s.route)
+            .ok_or(Error::NotFound)
     }
 
     /// `DELETE`: writes a tombstone that keeps the revision.
     pub async fn delete(&self, key: &RouteKey, pre: Preconditions, actor: &Actor) -> Result<()> {
         for attempt in 0..MAX_ATTEMPTS {
             let stored = self.stored(key).await?;
-            let live = stored.as_ref().and_then(|s| s.route.as_ref()).ok_or(Error::NotFound)?;
+            let live = stored
+                .as_ref()
+                .and_then(|s| s.route.as_ref())
+                .ok_or(Error::NotFound)?;
             check_if_match(&pre, Some(live))?;
-            let event = Self::event(ChangeType::Deleted, key, live.revision + 1, Timestamp::now(), None, actor);
+            let event = Self::event(
+                ChangeType::Deleted,
+                key,
+                live.revision + 1,
+                Timestamp::now(),
+                None,
+                actor,
+            );
             match self.commit(stored.as_ref(), event).await {
                 Ok(()) => return Ok(()),
                 Err(Error::Conflict) => backoff(attempt).await,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Unavailable(format!("{key}: too many concurrent writers")))
+        Err(Error::Unavailable(format!(
+            "{key}: too many concurrent writers"
+        )))
     }
 
     /// `POST .../activate` and `.../deactivate`. Already in that state: unchanged, no event.
-    pub async fn set_active(&self, key: &RouteKey, active: bool, pre: Preconditions, actor: &Actor) -> Result<Route> {
+    pub async fn set_active(
+        &self,
+        key: &RouteKey,
+        active: bool,
+        pre: Preconditions,
+        actor: &Actor,
+    ) -> Result<Route> {
         for attempt in 0..MAX_ATTEMPTS {
             let stored = self.stored(key).await?;
-            let live = stored.as_ref().and_then(|s| s.route.as_ref()).ok_or(Error::NotFound)?;
+            let live = stored
+                .as_ref()
+                .and_then(|s| s.route.as_ref())
+                .ok_or(Error::NotFound)?;
             check_if_match(&pre, Some(live))?;
             if live.active == active {
                 return Ok(live.clone());
@@ -250,7 +306,11 @@ impl WriteService {
             route.revision += 1;
             route.updated_at = at;
             route.updated_by = actor.sub.clone();
-            let kind = if active { ChangeType::Activated } else { ChangeType::Deactivated };
+            let kind = if active {
+                ChangeType::Activated
+            } else {
+                ChangeType::Deactivated
+            };
             let event = Self::event(kind, key, route.revision, at, Some(route.clone()), actor);
             match self.commit(stored.as_ref(), event).await {
                 Ok(()) => return Ok(route),
@@ -258,7 +318,9 @@ impl WriteService {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Unavailable(format!("{key}: too many concurrent writers")))
+        Err(Error::Unavailable(format!(
+            "{key}: too many concurrent writers"
+        )))
     }
 
     /// `GET /v1/tenants/{t}/routes`.
@@ -281,7 +343,10 @@ impl WriteService {
                 let pos = self.cursors.open(&scope, c)?;
                 let parts: Vec<&str> = pos.split('\0').collect();
                 let [s, e, v] = parts.as_slice() else {
-                    return Err(Error::invalid("cursor", "is not a cursor this server issued for this query"));
+                    return Err(Error::invalid(
+                        "cursor",
+                        "is not a cursor this server issued for this query",
+                    ));
                 };
                 Some(RouteKey::parse(tenant.as_str(), s, e, v)?)
             }
@@ -296,7 +361,10 @@ impl WriteService {
         let mut items = self.writer.list(&query).await?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|r| self.cursors.seal(&scope, &format!("{}\0{}\0{}", r.service, r.env, r.version)))
+            items.last().map(|r| {
+                self.cursors
+                    .seal(&scope, &format!("{}\0{}\0{}", r.service, r.env, r.version))
+            })
         } else {
             None
         };
@@ -304,11 +372,21 @@ impl WriteService {
     }
 
     /// `GET .../history`: 404 only for a key that never existed.
-    pub async fn history(&self, key: &RouteKey, limit: usize, cursor: Option<&str>) -> Result<Page<HistoryEntry>> {
+    pub async fn history(
+        &self,
+        key: &RouteKey,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<HistoryEntry>> {
         let scope = format!("history|{key}");
         let before = match cursor {
             None => None,
-            Some(c) => Some(self.cursors.open(&scope, c)?.parse::<u64>().map_err(|_| Error::invalid("cursor", "is malformed"))?),
+            Some(c) => Some(
+                self.cursors
+                    .open(&scope, c)?
+                    .parse::<u64>()
+                    .map_err(|_| Error::invalid("cursor", "is malformed"))?,
+            ),
         };
         if self.stored(key).await?.is_none() {
             return Err(Error::NotFound);
@@ -316,7 +394,9 @@ impl WriteService {
         let mut items = self.history.history(key, before, limit + 1).await?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|h| self.cursors.seal(&scope, &h.revision.to_string()))
+            items
+                .last()
+                .map(|h| self.cursors.seal(&scope, &h.revision.to_string()))
         } else {
             None
         };
@@ -326,7 +406,12 @@ impl WriteService {
     /// `GET .../status`: has the change reached the shared cache?
     pub async fn status(&self, key: &RouteKey) -> Result<SyncStatus> {
         let route = self.get(key).await?;
-        let cached_revision = self.cache.get(key).await?.map(|c| c.revision).filter(|r| *r > 0);
+        let cached_revision = self
+            .cache
+            .get(key)
+            .await?
+            .map(|c| c.revision)
+            .filter(|r| *r > 0);
         Ok(SyncStatus {
             revision: route.revision,
             cached_revision,
@@ -335,16 +420,31 @@ impl WriteService {
     }
 
     /// `GET /v1/tenants/{t}/audit`.
-    pub async fn audit(&self, tenant: &TenantName, filter: AuditFilter, limit: usize, cursor: Option<&str>) -> Result<Page<AuditEntry>> {
+    pub async fn audit(
+        &self,
+        tenant: &TenantName,
+        filter: AuditFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>> {
         let scope = format!(
             "audit|{tenant}|{}|{}|{}",
             filter.kind.map_or("", |k| k.as_str()),
-            filter.since.map_or(String::new(), |t| t.millis().to_string()),
-            filter.until.map_or(String::new(), |t| t.millis().to_string()),
+            filter
+                .since
+                .map_or(String::new(), |t| t.millis().to_string()),
+            filter
+                .until
+                .map_or(String::new(), |t| t.millis().to_string()),
         );
         let before_seq = match cursor {
             None => None,
-            Some(c) => Some(self.cursors.open(&scope, c)?.parse::<u64>().map_err(|_| Error::invalid("cursor", "is malformed"))?),
+            Some(c) => Some(
+                self.cursors
+                    .open(&scope, c)?
+                    .parse::<u64>()
+                    .map_err(|_| Error::invalid("cursor", "is malformed"))?,
+            ),
         };
         let query = AuditQuery {
             tenant: tenant.clone(),
@@ -357,7 +457,9 @@ impl WriteService {
         let mut found = self.history.audit(&query).await?;
         let next_cursor = if found.len() > limit {
             found.truncate(limit);
-            found.last().map(|(seq, _)| self.cursors.seal(&scope, &seq.to_string()))
+            found
+                .last()
+                .map(|(seq, _)| self.cursors.seal(&scope, &seq.to_string()))
         } else {
             None
         };
