@@ -54,6 +54,11 @@ pub struct Config {
     pub kafka_auth: KafkaAuth,
     /// `TM_L1_TTL_MS`, default 1000; 0 turns the in-process cache off.
     pub l1_ttl: Duration,
+    /// `TM_REDIS_PREFIX`, default `tm:`: the shared cache's key prefix (lets several
+    /// deployments or test runs share one Redis).
+    pub redis_prefix: String,
+    /// `TM_KAFKA_GROUP`, default `tm-local`: the consumer group tm-local's trigger joins.
+    pub kafka_group: String,
 }
 
 impl Config {
@@ -110,6 +115,8 @@ impl Config {
             kafka_topic,
             kafka_auth,
             l1_ttl,
+            redis_prefix: get("TM_REDIS_PREFIX").unwrap_or_else(|| "tm:".into()),
+            kafka_group: get("TM_KAFKA_GROUP").unwrap_or_else(|| "tm-local".into()),
         })
     }
 

@@ -212,3 +212,14 @@ pub trait DeadLetters: Send + Sync {
     /// Stores the letter durably; `Err` means retry.
     async fn send(&self, letter: &DeadLetter) -> Result<()>;
 }
+
+/// Everything a route store provides (the embedded store and DynamoDB both do), for
+/// wiring code that picks one at start-up and hands each service the parts it uses.
+pub trait Store: RouteReader + RouteWriter + HistoryReader + Outbox + Probe {}
+
+impl<T: RouteReader + RouteWriter + HistoryReader + Outbox + Probe> Store for T {}
+
+/// Everything a shared cache provides.
+pub trait Cache: SharedCache + Probe {}
+
+impl<T: SharedCache + Probe> Cache for T {}

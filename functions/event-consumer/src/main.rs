@@ -1,9 +1,34 @@
 //! The event-consumer Lambda: reads configuration once per cold start, builds the
-//! clients, and hands MSK batches to [`tm_event_consumer::ConsumerHandler`].
+//! clients (Redis, the Kafka dead-letter producer) once, and hands MSK batches to
+//! [`tm_event_consumer::ConsumerHandler`], answering with the partial batch response.
 
-fn main() {
-    // Wiring to the AWS backends (Redis, the Kafka dead-letter producer) lands with the
-    // production adapters; until then the binary refuses to start.
-    eprintln!("tm-event-consumer: the AWS adapters are not built yet; use tm-local");
-    std::process::exit(2);
+use aws_lambda_events::event::kafka::KafkaEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use std::sync::Arc;
+use tm_core::adapters::kafka::KafkaCluster;
+use tm_core::adapters::kafka::dead_letters::KafkaDeadLetters;
+use tm_core::adapters::redis_cache::RedisCache;
+use tm_core::config::Config;
+use tm_core::services::consume::Consumer;
+use tm_event_consumer::{BatchResponse, ConsumerHandler};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tm_core::logging::init();
+    let config = Config::from_env()?;
+    let redis = config.redis_url.clone().ok_or("TM_REDIS_URL is required")?;
+    let cluster = KafkaCluster::from_config(&config)
+        .await
+        .ok_or("TM_KAFKA_BROKERS is required")??;
+    let cache = Arc::new(RedisCache::connect(redis.expose(), &config.redis_prefix).await?);
+    let dead_letters = Arc::new(KafkaDeadLetters::new(&cluster, config.dlq_topic())?);
+    let handler = Arc::new(ConsumerHandler::new(Consumer::new(cache), dead_letters));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<KafkaEvent>| {
+        let handler = handler.clone();
+        async move {
+            let (response, _) = handler.handle(event.payload).await;
+            Ok::<BatchResponse, Error>(response)
+        }
+    }))
+    .await
 }

@@ -1,15 +1,24 @@
-//! Builds tm-local's backends, services and handlers from configuration.
+//! Builds tm-local's backends, services and handlers from configuration: each backend is
+//! the production one when its variable is set (`TM_TABLE_NAME`, `TM_REDIS_URL`,
+//! `TM_KAFKA_BROKERS`), else the embedded one under the data dir.
 
+use crate::kafka_trigger::KafkaTrigger;
 use crate::secret;
 use crate::trigger::LocalTrigger;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tm_core::adapters::dynamodb::DynamoStore;
 use tm_core::adapters::embedded_store::EmbeddedStore;
 use tm_core::adapters::file_dead_letters::FileDeadLetters;
+use tm_core::adapters::kafka::dead_letters::KafkaDeadLetters;
+use tm_core::adapters::kafka::publisher::KafkaPublisher;
+use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
 use tm_core::adapters::memory_cache::MemoryCache;
+use tm_core::adapters::redis_cache::RedisCache;
 use tm_core::config::{Config, Secret};
 use tm_core::cursor::CursorKey;
+use tm_core::ports::{Cache, DeadLetters, EventPublisher, Probe, Store};
 use tm_core::services::consume::Consumer;
 use tm_core::services::relay::Relay;
 use tm_core::services::resolve::Resolver;
@@ -18,37 +27,25 @@ use tm_event_consumer::ConsumerHandler;
 use tm_resolve::ResolveHandler;
 use tm_write::WriteHandler;
 
+/// Partitions of the event topic when `init` creates it.
+const TOPIC_PARTITIONS: i32 = 3;
+
 /// Everything the gateway dispatches to.
 pub struct App {
     /// The write function's handler.
     pub write: WriteHandler,
     /// The resolve function's handler (health endpoints included).
     pub resolve: ResolveHandler,
-    /// Moves committed events to the consumer.
+    /// Moves committed events to the publisher.
     pub relay: Arc<Relay>,
+    /// Plays the MSK trigger when events go through Kafka.
+    pub kafka_trigger: Option<KafkaTrigger>,
     /// Verifies tokens (the gateway's JWT authorizer).
     pub jwt_secret: Secret,
 }
 
-fn refuse_unbuilt_backends(config: &Config) -> anyhow::Result<()> {
-    let mut set = Vec::new();
-    if config.table_name.is_some() {
-        set.push("TM_TABLE_NAME");
-    }
-    if config.redis_url.is_some() {
-        set.push("TM_REDIS_URL");
-    }
-    if config.kafka_brokers.is_some() {
-        set.push("TM_KAFKA_BROKERS");
-    }
-    if !set.is_empty() {
-        bail!(
-            "{} set, but this build has only the embedded backends; unset {} to run on them",
-            set.join(", "),
-            if set.len() == 1 { "it" } else { "them" }
-        );
-    }
-    Ok(())
+fn core_err(e: tm_core::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 fn cursor_key(config: &Config, jwt_secret: &Secret) -> CursorKey {
@@ -59,11 +56,45 @@ fn cursor_key(config: &Config, jwt_secret: &Secret) -> CursorKey {
     }
 }
 
+async fn store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(table) = &config.table_name {
+        let store = DynamoStore::connect(table.clone())
+            .await
+            .map_err(core_err)
+            .context("connecting to DynamoDB")?;
+        tracing::info!(table = %table, "store: DynamoDB");
+        return Ok(Arc::new(store));
+    }
+    let db_path = data_dir.join("tm.redb");
+    let store = EmbeddedStore::open(&db_path)
+        .map_err(core_err)
+        .with_context(|| {
+            format!(
+                "opening {} (is another tm-local using this data dir?)",
+                db_path.display()
+            )
+        })?;
+    tracing::info!(path = %db_path.display(), "store: embedded");
+    Ok(Arc::new(store))
+}
+
+async fn cache(config: &Config) -> anyhow::Result<Arc<dyn Cache>> {
+    if let Some(url) = &config.redis_url {
+        let cache = RedisCache::connect(url.expose(), &config.redis_prefix)
+            .await
+            .map_err(core_err)
+            .context("connecting to Redis (TM_REDIS_URL)")?;
+        tracing::info!(prefix = %config.redis_prefix, "shared cache: Redis");
+        return Ok(Arc::new(cache));
+    }
+    tracing::info!("shared cache: in process");
+    Ok(Arc::new(MemoryCache::new()))
+}
+
 impl App {
-    /// Opens the data dir and wires the embedded backends.
+    /// Opens the data dir and wires the configured backends.
     pub async fn build(data_dir: &Path) -> anyhow::Result<Self> {
         let config = Config::from_env().map_err(anyhow::Error::msg)?;
-        refuse_unbuilt_backends(&config)?;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let (jwt_secret, generated) = secret::resolve(data_dir)?;
@@ -74,25 +105,43 @@ impl App {
                 "TM_JWT_SECRET is unset: tokens are signed with the generated secret kept in secret_file; `tm-local token` uses it too"
             );
         }
-        let db_path = data_dir.join("tm.redb");
-        let store = Arc::new(
-            EmbeddedStore::open(&db_path)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| {
-                    format!(
-                        "opening {} (is another tm-local using this data dir?)",
-                        db_path.display()
-                    )
-                })?,
-        );
-        let cache = Arc::new(MemoryCache::new());
-        let dead_letters = Arc::new(FileDeadLetters::new(data_dir.join("dead-letters.jsonl")));
+        let store = store(&config, data_dir).await?;
+        let cache = cache(&config).await?;
+        let cluster = match KafkaCluster::from_config(&config).await {
+            Some(c) => Some(
+                c.map_err(core_err)
+                    .context("configuring Kafka (TM_KAFKA_BROKERS)")?,
+            ),
+            None => None,
+        };
+        let dead_letters: Arc<dyn DeadLetters> = match &cluster {
+            Some(c) => Arc::new(KafkaDeadLetters::new(c, config.dlq_topic()).map_err(core_err)?),
+            None => Arc::new(FileDeadLetters::new(data_dir.join("dead-letters.jsonl"))),
+        };
         let consumer = Arc::new(ConsumerHandler::new(
             Consumer::new(cache.clone()),
             dead_letters,
         ));
-        let trigger = Arc::new(LocalTrigger::new(consumer, config.kafka_topic.clone()));
-        let relay = Arc::new(Relay::new(store.clone(), trigger));
+        let (publisher, kafka_trigger): (Arc<dyn EventPublisher>, _) = match &cluster {
+            Some(c) => {
+                tracing::info!(brokers = %c.brokers(), topic = %config.kafka_topic, group = %config.kafka_group, "events: Kafka");
+                let trigger =
+                    KafkaTrigger::new(c, &config.kafka_group, &config.kafka_topic, consumer)
+                        .map_err(core_err)?;
+                (
+                    Arc::new(KafkaPublisher::new(c, config.kafka_topic.clone()).map_err(core_err)?),
+                    Some(trigger),
+                )
+            }
+            None => {
+                tracing::info!("events: in process");
+                (
+                    Arc::new(LocalTrigger::new(consumer, config.kafka_topic.clone())),
+                    None,
+                )
+            }
+        };
+        let relay = Arc::new(Relay::new(store.clone(), publisher));
         let write = WriteService::new(
             store.clone(),
             store.clone(),
@@ -102,23 +151,68 @@ impl App {
             cursor_key(&config, &jwt_secret),
         );
         let resolver = Resolver::new(store.clone(), cache.clone(), config.l1_ttl);
-        tracing::info!(data_dir = %data_dir.display(), l1_ttl_ms = config.l1_ttl.as_millis() as u64, "embedded backends ready");
+        let probes: Vec<Arc<dyn Probe>> = vec![store, cache];
+        tracing::info!(
+            l1_ttl_ms = config.l1_ttl.as_millis() as u64,
+            "backends ready"
+        );
         Ok(App {
             write: WriteHandler::new(write),
-            resolve: ResolveHandler::new(resolver, vec![store, cache]),
+            resolve: ResolveHandler::new(resolver, probes),
             relay,
+            kafka_trigger,
             jwt_secret,
         })
     }
 }
 
-/// `tm-local init`: creates what configured backends lack. The embedded ones need nothing.
+/// `tm-local init`: creates what the configured backends lack (the DynamoDB table, the
+/// Kafka topic and its dead-letter topic) and changes nothing that exists.
 pub async fn init(data_dir: &Path) -> anyhow::Result<()> {
     let config = Config::from_env().map_err(anyhow::Error::msg)?;
-    refuse_unbuilt_backends(&config)?;
-    println!(
-        "nothing to do: the embedded backends create their files under {} on first start",
-        data_dir.display()
-    );
+    let mut did_something = false;
+    if let Some(table) = &config.table_name {
+        let store = DynamoStore::connect(table.clone())
+            .await
+            .map_err(core_err)?;
+        let created = store
+            .create_table_if_missing()
+            .await
+            .map_err(core_err)
+            .context("creating the table")?;
+        println!(
+            "table {table}: {}",
+            if created { "created" } else { "already exists" }
+        );
+        did_something = true;
+    }
+    if let Some(cluster) = KafkaCluster::from_config(&config).await {
+        let cluster = cluster.map_err(core_err)?;
+        let done = ensure_topics(
+            &cluster,
+            &config.kafka_topic,
+            &config.dlq_topic(),
+            TOPIC_PARTITIONS,
+        )
+        .await
+        .map_err(core_err)
+        .context("creating the topics")?;
+        for t in &done.created {
+            println!("topic {t}: created");
+        }
+        for t in &done.existing {
+            println!("topic {t}: already exists");
+        }
+        did_something = true;
+    }
+    if config.redis_url.is_some() {
+        println!("redis: nothing to create");
+    }
+    if !did_something {
+        println!(
+            "nothing to do: the embedded backends create their files under {} on first start",
+            data_dir.display()
+        );
+    }
     Ok(())
 }

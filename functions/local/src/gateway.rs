@@ -28,11 +28,18 @@ use tm_core::domain::route::MAX_BODY_BYTES;
 use tm_core::{Error, jwt};
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests (up to 10 s).
-pub async fn serve(app: App, listen: &str) -> anyhow::Result<()> {
+pub async fn serve(mut app: App, listen: &str) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
+    let (stop_trigger, trigger_stopped) = tokio::sync::watch::channel(false);
+    let trigger = app.kafka_trigger.take().map(|t| {
+        let mut stopped = trigger_stopped.clone();
+        tokio::spawn(t.run(async move {
+            let _ = stopped.changed().await;
+        }))
+    });
     let app = Arc::new(app);
     let relay = tokio::spawn(app.relay.clone().run(Duration::from_millis(500)));
     // Catch up on anything committed but not delivered before the last stop.
@@ -76,6 +83,14 @@ pub async fn serve(app: App, listen: &str) -> anyhow::Result<()> {
         tracing::warn!("some connections did not finish within 10 s");
     }
     relay.abort();
+    let _ = stop_trigger.send(true);
+    if let Some(t) = trigger
+        && tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the Kafka trigger did not stop within 10 s");
+    }
     if let Err(e) = app.relay.drain().await {
         tracing::warn!(error = %e, "events left in the outbox; they go out on the next start");
     }

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod cli;
 pub mod gateway;
+pub mod kafka_trigger;
 pub mod secret;
 pub mod trigger;
 
@@ -23,9 +24,18 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("{}", cli::USAGE);
             Ok(())
         }
-        Command::Token { data_dir, sub, tenants, scope, ttl_secs } => {
+        Command::Token {
+            data_dir,
+            sub,
+            tenants,
+            scope,
+            ttl_secs,
+        } => {
             let secret = secret::load_or_create(&data_dir).context("loading the JWT secret")?;
-            println!("{}", secret::mint_token(&secret, &sub, &tenants, &scope, ttl_secs));
+            println!(
+                "{}",
+                secret::mint_token(&secret, &sub, &tenants, &scope, ttl_secs)
+            );
             Ok(())
         }
         Command::Init { data_dir } => app::init(&data_dir).await,

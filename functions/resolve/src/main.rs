@@ -1,9 +1,32 @@
-//! The resolve Lambda: reads configuration once per cold start, builds the clients, and
-//! hands requests to [`tm_resolve::ResolveHandler`].
+//! The resolve Lambda: reads configuration once per cold start, builds the clients
+//! (DynamoDB, Redis) once, and hands requests to [`tm_resolve::ResolveHandler`].
 
-fn main() {
-    // Wiring to the AWS backends (DynamoDB, Redis) lands with the production adapters;
-    // until then the binary refuses to start rather than serve a fake store.
-    eprintln!("tm-resolve: the AWS adapters are not built yet; use tm-local");
-    std::process::exit(2);
+use lambda_http::{Error, service_fn};
+use std::sync::Arc;
+use tm_core::adapters::dynamodb::DynamoStore;
+use tm_core::adapters::redis_cache::RedisCache;
+use tm_core::config::Config;
+use tm_core::ports::Probe;
+use tm_core::services::resolve::Resolver;
+use tm_resolve::ResolveHandler;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tm_core::logging::init();
+    let config = Config::from_env()?;
+    let table = config
+        .table_name
+        .clone()
+        .ok_or("TM_TABLE_NAME is required")?;
+    let redis = config.redis_url.clone().ok_or("TM_REDIS_URL is required")?;
+    let store = Arc::new(DynamoStore::connect(table).await?);
+    let cache = Arc::new(RedisCache::connect(redis.expose(), &config.redis_prefix).await?);
+    let resolver = Resolver::new(store.clone(), cache.clone(), config.l1_ttl);
+    let probes: Vec<Arc<dyn Probe>> = vec![store, cache];
+    let handler = Arc::new(ResolveHandler::new(resolver, probes));
+    lambda_http::run(service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Error>(handler.handle(req).await) }
+    }))
+    .await
 }

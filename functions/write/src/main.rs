@@ -1,9 +1,60 @@
-//! The write Lambda: reads configuration once per cold start, builds the clients, and
-//! hands requests to [`tm_write::WriteHandler`].
+//! The write Lambda: reads configuration once per cold start, builds the clients
+//! (DynamoDB, Redis, Kafka) once, and hands requests to [`tm_write::WriteHandler`].
+//! After each commit it publishes the change within a short deadline; whatever misses it
+//! stays in the outbox for the outbox-relay function.
 
-fn main() {
-    // Wiring to the AWS backends (DynamoDB, Redis, Kafka) lands with the production
-    // adapters; until then the binary refuses to start rather than serve a fake store.
-    eprintln!("tm-write: the AWS adapters are not built yet; use tm-local");
-    std::process::exit(2);
+use lambda_http::{Error, service_fn};
+use std::sync::Arc;
+use std::time::Duration;
+use tm_core::adapters::dynamodb::DynamoStore;
+use tm_core::adapters::kafka::KafkaCluster;
+use tm_core::adapters::kafka::publisher::KafkaPublisher;
+use tm_core::adapters::redis_cache::RedisCache;
+use tm_core::config::Config;
+use tm_core::cursor::CursorKey;
+use tm_core::services::write::{AfterCommit, WriteService};
+use tm_write::WriteHandler;
+
+/// The most a write waits for Kafka after its commit. The write never fails because of
+/// Kafka: a miss only delays the event until the relay's next run.
+const PUBLISH_DEADLINE: Duration = Duration::from_millis(250);
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tm_core::logging::init();
+    let config = Config::from_env()?;
+    let table = config
+        .table_name
+        .clone()
+        .ok_or("TM_TABLE_NAME is required")?;
+    let redis = config.redis_url.clone().ok_or("TM_REDIS_URL is required")?;
+    let cursor_secret = config
+        .cursor_secret
+        .clone()
+        .ok_or("TM_CURSOR_SECRET is required")?;
+    let cluster = KafkaCluster::from_config(&config)
+        .await
+        .ok_or("TM_KAFKA_BROKERS is required")??;
+    let store = Arc::new(DynamoStore::connect(table).await?);
+    let cache = Arc::new(RedisCache::connect(redis.expose(), &config.redis_prefix).await?);
+    let publisher = Arc::new(KafkaPublisher::new(&cluster, config.kafka_topic.clone())?);
+    let after_commit = AfterCommit::PublishNow {
+        publisher,
+        outbox: store.clone(),
+        deadline: PUBLISH_DEADLINE,
+    };
+    let service = WriteService::new(
+        store.clone(),
+        store.clone(),
+        store,
+        cache,
+        after_commit,
+        CursorKey::new(cursor_secret.expose().as_bytes()),
+    );
+    let handler = Arc::new(WriteHandler::new(service));
+    lambda_http::run(service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Error>(handler.handle(req).await) }
+    }))
+    .await
 }

@@ -1,5 +1,5 @@
 //! Use cases, each over the ports it needs:
-//! - [`write`]: the management API (validation is done by the caller; this owns the
+//! - [`write`](mod@write): the management API (validation is done by the caller; this owns the
 //!   revision rules, preconditions, pagination and the commit).
 //! - [`resolve`]: L1 → shared cache → store, single flight, endpoint choice.
 //! - [`consume`]: applies one event record to the shared cache, or rejects it as poison.
