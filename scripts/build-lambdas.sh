@@ -61,6 +61,19 @@ if [ ${#bins[@]} -eq 0 ]; then
   exit 1
 fi
 
+# rdkafka's `ssl` feature links OpenSSL statically. cargo-lambda's zig toolchain does not
+# search Debian's multiarch include folder, where opensslconf.h lives, so give openssl-sys
+# one folder that holds both halves of the headers.
+ossl="$TM_CACHE/openssl-include"
+if [ ! -e "$ossl/openssl/opensslconf.h" ]; then
+  mkdir -p "$ossl/openssl"
+  ln -sf /usr/include/openssl/* "$ossl/openssl/"
+  ln -sf /usr/include/x86_64-linux-gnu/openssl/* "$ossl/openssl/"
+fi
+export X86_64_UNKNOWN_LINUX_GNU_OPENSSL_INCLUDE_DIR="$ossl"
+export X86_64_UNKNOWN_LINUX_GNU_OPENSSL_LIB_DIR=/usr/lib/x86_64-linux-gnu
+export X86_64_UNKNOWN_LINUX_GNU_OPENSSL_STATIC=1
+
 cmd=(cargo lambda build --release --x86-64)
 for b in "${bins[@]}"; do cmd+=(--bin "$b"); done
 cmd+=("$@")

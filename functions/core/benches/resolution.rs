@@ -31,6 +31,24 @@ fn route(version: &str, endpoints: usize) -> Route {
     )
 }
 
+/// The documented rule computed directly (every candidate's exact score): how
+/// `choose_sticky` worked before it filtered candidates with the platform's `ln`.
+fn sticky_every_score_exact<'a>(
+    candidates: &[&'a tm_core::domain::route::Endpoint],
+    key: &str,
+) -> Option<&'a tm_core::domain::route::Endpoint> {
+    let prefix = pick::fnv1a(pick::fnv1a(0xcbf2_9ce4_8422_2325, key.as_bytes()), &[0]);
+    let mut best: Option<(&tm_core::domain::route::Endpoint, f64)> = None;
+    for e in candidates {
+        let s = pick::score(prefix, e.id.as_str(), e.weight);
+        best = match best {
+            Some((b, bs)) if bs > s || (bs == s && b.id <= e.id) => Some((b, bs)),
+            _ => Some((e, s)),
+        };
+    }
+    best.map(|(e, _)| e)
+}
+
 fn choice(c: &mut Criterion) {
     for n in [3usize, 64] {
         let r = route("1.0.0", n);
@@ -38,6 +56,10 @@ fn choice(c: &mut Criterion) {
         c.bench_function(&format!("sticky choice, {n} endpoints"), |b| {
             b.iter(|| pick::choose_sticky(black_box(&cands), black_box("user-1234567")))
         });
+        c.bench_function(
+            &format!("sticky choice, {n} endpoints, every score exact (before)"),
+            |b| b.iter(|| sticky_every_score_exact(black_box(&cands), black_box("user-1234567"))),
+        );
         c.bench_function(&format!("weighted choice, {n} endpoints"), |b| {
             b.iter(|| pick::choose(black_box(&cands), None))
         });

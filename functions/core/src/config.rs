@@ -35,6 +35,15 @@ pub enum KafkaAuth {
     MskIam,
 }
 
+/// tm-local's per-tenant request rate limit (a token bucket per tenant).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// `TM_RATE_LIMIT_RPS`: tokens added per second (sustained requests per second).
+    pub rps: f64,
+    /// `TM_RATE_LIMIT_BURST`: the bucket's size, default `max(1, ceil(rps))`.
+    pub burst: u32,
+}
+
 /// Every setting, typed.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -59,6 +68,9 @@ pub struct Config {
     pub redis_prefix: String,
     /// `TM_KAFKA_GROUP`, default `tm-local`: the consumer group tm-local's trigger joins.
     pub kafka_group: String,
+    /// `TM_RATE_LIMIT_RPS` and `TM_RATE_LIMIT_BURST`: tm-local's per-tenant rate limit;
+    /// `None` (the default, both unset) turns it off.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Config {
@@ -106,6 +118,7 @@ impl Config {
                 "TM_KAFKA_TOPIC: '{kafka_topic}' is not a valid Kafka topic name"
             ));
         }
+        let rate_limit = rate_limit(get("TM_RATE_LIMIT_RPS"), get("TM_RATE_LIMIT_BURST"))?;
         Ok(Config {
             jwt_secret: get("TM_JWT_SECRET").map(Secret::new),
             cursor_secret: get("TM_CURSOR_SECRET").map(Secret::new),
@@ -117,6 +130,7 @@ impl Config {
             l1_ttl,
             redis_prefix: get("TM_REDIS_PREFIX").unwrap_or_else(|| "tm:".into()),
             kafka_group: get("TM_KAFKA_GROUP").unwrap_or_else(|| "tm-local".into()),
+            rate_limit,
         })
     }
 
@@ -124,6 +138,38 @@ impl Config {
     pub fn dlq_topic(&self) -> String {
         format!("{}-dlq", self.kafka_topic)
     }
+}
+
+/// Most requests per second or burst a limit may name: beyond it, turn the limit off.
+const MAX_RATE: f64 = 1_000_000.0;
+
+fn rate_limit(rps: Option<String>, burst: Option<String>) -> Result<Option<RateLimit>, String> {
+    let Some(rps_text) = rps else {
+        return match burst {
+            None => Ok(None),
+            Some(_) => Err("TM_RATE_LIMIT_BURST: needs TM_RATE_LIMIT_RPS to be set".into()),
+        };
+    };
+    let rps = match rps_text.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= MAX_RATE => r,
+        _ => {
+            return Err(format!(
+                "TM_RATE_LIMIT_RPS: '{rps_text}' is not a number of requests per second above 0 (at most 1000000)"
+            ));
+        }
+    };
+    let burst = match burst {
+        None => rps.ceil().max(1.0) as u32,
+        Some(b) => match b.trim().parse::<u32>() {
+            Ok(n) if n >= 1 && f64::from(n) <= MAX_RATE => n,
+            _ => {
+                return Err(format!(
+                    "TM_RATE_LIMIT_BURST: '{b}' is not a whole number of requests from 1 to 1000000"
+                ));
+            }
+        },
+    };
+    Ok(Some(RateLimit { rps, burst }))
 }
 
 #[cfg(test)]
@@ -147,6 +193,42 @@ mod tests {
         assert_eq!(c.kafka_auth, KafkaAuth::None);
         assert_eq!(c.l1_ttl, Duration::from_millis(1000));
         assert!(c.table_name.is_none() && c.redis_url.is_none() && c.kafka_brokers.is_none());
+        assert_eq!(c.rate_limit, None, "no rate limit unless asked for");
+    }
+
+    #[test]
+    fn a_rate_limit_takes_a_rate_and_an_optional_burst() {
+        let c = cfg(&[("TM_RATE_LIMIT_RPS", "2.5")]).unwrap();
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit { rps: 2.5, burst: 3 }),
+            "the burst defaults to one second's worth"
+        );
+        let c = cfg(&[("TM_RATE_LIMIT_RPS", "0.5")]).unwrap();
+        assert_eq!(c.rate_limit.map(|r| r.burst), Some(1));
+        let c = cfg(&[("TM_RATE_LIMIT_RPS", "100"), ("TM_RATE_LIMIT_BURST", "20")]).unwrap();
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                rps: 100.0,
+                burst: 20
+            })
+        );
+    }
+
+    #[test]
+    fn bad_rate_limits_name_their_variable() {
+        for rps in ["0", "-1", "fast", "NaN", "inf", "1e7"] {
+            let err = cfg(&[("TM_RATE_LIMIT_RPS", rps)]).unwrap_err();
+            assert!(err.starts_with("TM_RATE_LIMIT_RPS"), "{rps}: {err}");
+        }
+        for burst in ["0", "-1", "1.5", "many", "2000000"] {
+            let err =
+                cfg(&[("TM_RATE_LIMIT_RPS", "10"), ("TM_RATE_LIMIT_BURST", burst)]).unwrap_err();
+            assert!(err.starts_with("TM_RATE_LIMIT_BURST"), "{burst}: {err}");
+        }
+        let err = cfg(&[("TM_RATE_LIMIT_BURST", "5")]).unwrap_err();
+        assert!(err.starts_with("TM_RATE_LIMIT_BURST"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! - [`services`]: the use cases: [`services::write`] (management API), [`services::resolve`]
 //!   (L1 → shared cache → store), [`services::consume`] (apply events), [`services::relay`]
 //!   (outbox → publisher).
-//! - [`adapters`]: embedded, disk-backed implementations of the ports (they back `tm-local`).
+//! - [`adapters`]: embedded, disk-backed implementations of the ports (they back `tm-local`),
+//!   the production ones behind features, and [`adapters::guarded`] (deadline and circuit
+//!   breaker around any of them).
+//! - [`breaker`]: the per-instance circuit breaker.
 //! - [`api`]: the HTTP contract: route table, error bodies, correlation ids, auth claims.
 //! - [`apigw`]: reading API Gateway v2 requests (claims from the authorizer context).
 //! - [`config`]: `Config::from_env`, parsed once per cold start.
@@ -16,16 +19,19 @@
 //! - [`jwt`]: HS256 tokens, used by `tm-local` to play API Gateway's JWT authorizer.
 //! - [`error`]: the one error enum.
 //! - [`logging`]: JSON log lines.
+//! - [`metrics`]: cache hit counts as CloudWatch EMF lines (on Lambda only).
 
 pub mod adapters;
 pub mod api;
 pub mod apigw;
+pub mod breaker;
 pub mod config;
 pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod jwt;
 pub mod logging;
+pub mod metrics;
 pub mod ports;
 pub mod services;
 pub mod singleflight;

@@ -5,6 +5,7 @@
 use aws_lambda_events::event::kafka::KafkaEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::sync::Arc;
+use tm_core::adapters::guarded::{Guarded, Limits};
 use tm_core::adapters::kafka::KafkaCluster;
 use tm_core::adapters::kafka::dead_letters::KafkaDeadLetters;
 use tm_core::adapters::redis_cache::RedisCache;
@@ -20,7 +21,11 @@ async fn main() -> Result<(), Error> {
     let cluster = KafkaCluster::from_config(&config)
         .await
         .ok_or("TM_KAFKA_BROKERS is required")??;
-    let cache = Arc::new(RedisCache::connect(redis.expose(), &config.redis_prefix).await?);
+    let cache = Arc::new(Guarded::new(
+        "cache",
+        Arc::new(RedisCache::connect(redis.expose(), &config.redis_prefix).await?),
+        Limits::CACHE,
+    ));
     let dead_letters = Arc::new(KafkaDeadLetters::new(&cluster, config.dlq_topic())?);
     let handler = Arc::new(ConsumerHandler::new(Consumer::new(cache), dead_letters));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KafkaEvent>| {

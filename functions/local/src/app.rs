@@ -1,8 +1,10 @@
 //! Builds tm-local's backends, services and handlers from configuration: each backend is
 //! the production one when its variable is set (`TM_TABLE_NAME`, `TM_REDIS_URL`,
-//! `TM_KAFKA_BROKERS`), else the embedded one under the data dir.
+//! `TM_KAFKA_BROKERS`), else the embedded one under the data dir. The production store
+//! and cache are guarded (a deadline per call, a circuit breaker), as in the Lambdas.
 
 use crate::kafka_trigger::KafkaTrigger;
+use crate::ratelimit::RateLimiter;
 use crate::secret;
 use crate::trigger::LocalTrigger;
 use anyhow::Context;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use tm_core::adapters::dynamodb::DynamoStore;
 use tm_core::adapters::embedded_store::EmbeddedStore;
 use tm_core::adapters::file_dead_letters::FileDeadLetters;
+use tm_core::adapters::guarded::{Guarded, Limits};
 use tm_core::adapters::kafka::dead_letters::KafkaDeadLetters;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
@@ -42,6 +45,8 @@ pub struct App {
     pub kafka_trigger: Option<KafkaTrigger>,
     /// Verifies tokens (the gateway's JWT authorizer).
     pub jwt_secret: Secret,
+    /// Per-tenant rate limits (`TM_RATE_LIMIT_RPS`); `None` when off.
+    pub rate_limiter: Option<RateLimiter>,
 }
 
 fn core_err(e: tm_core::Error) -> anyhow::Error {
@@ -63,7 +68,11 @@ async fn store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Store
             .map_err(core_err)
             .context("connecting to DynamoDB")?;
         tracing::info!(table = %table, "store: DynamoDB");
-        return Ok(Arc::new(store));
+        return Ok(Arc::new(Guarded::new(
+            "store",
+            Arc::new(store),
+            Limits::STORE,
+        )));
     }
     let db_path = data_dir.join("tm.redb");
     let store = EmbeddedStore::open(&db_path)
@@ -85,7 +94,11 @@ async fn cache(config: &Config) -> anyhow::Result<Arc<dyn Cache>> {
             .map_err(core_err)
             .context("connecting to Redis (TM_REDIS_URL)")?;
         tracing::info!(prefix = %config.redis_prefix, "shared cache: Redis");
-        return Ok(Arc::new(cache));
+        return Ok(Arc::new(Guarded::new(
+            "cache",
+            Arc::new(cache),
+            Limits::CACHE,
+        )));
     }
     tracing::info!("shared cache: in process");
     Ok(Arc::new(MemoryCache::new()))
@@ -154,6 +167,8 @@ impl App {
         let probes: Vec<Arc<dyn Probe>> = vec![store, cache];
         tracing::info!(
             l1_ttl_ms = config.l1_ttl.as_millis() as u64,
+            rate_limit_rps = config.rate_limit.map(|r| r.rps),
+            rate_limit_burst = config.rate_limit.map(|r| r.burst),
             "backends ready"
         );
         Ok(App {
@@ -162,6 +177,7 @@ impl App {
             relay,
             kafka_trigger,
             jwt_secret,
+            rate_limiter: config.rate_limit.map(RateLimiter::new),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Plays API Gateway's HTTP API in front of the handlers: matches the route table (404 and
-//! 405 come first), checks the bearer token like the JWT authorizer (401), reads at most
+//! 405 come first), checks the bearer token like the JWT authorizer (401), applies the
+//! per-tenant rate limit when configured (429, [`crate::ratelimit`]), reads at most
 //! 64 KiB + 1 byte of body, and hands each function the `lambda_http` request Lambda
 //! would deliver: API Gateway v2 request context with the token's claims, query map, raw
 //! path. No JSON round trip on the way.
@@ -219,6 +220,11 @@ async fn dispatch(app: &App, req: Request<Incoming>, cid: &str, path: &str) -> H
             Err(e) => return error(&e, cid, path),
         }
     };
+    if let (Some(limiter), Some(c)) = (&app.rate_limiter, &claims)
+        && let Err(e) = limiter.admit(&op, c)
+    {
+        return error(&e, cid, path);
+    }
     let (mut parts, body) = req.into_parts();
     let bytes = match read_limited(body).await {
         Ok(b) => b,

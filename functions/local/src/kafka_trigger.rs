@@ -94,7 +94,7 @@ impl KafkaTrigger {
             let first = tokio::select! {
                 _ = &mut shutdown => break,
                 _ = sleep_until(wake) => {
-                    self.release_due(&mut partitions);
+                    self.release_due(&mut partitions).await;
                     continue;
                 }
                 r = self.consumer.recv() => r,
@@ -133,18 +133,25 @@ impl KafkaTrigger {
         batch
     }
 
-    /// Resumes the partitions whose backoff is over.
-    fn release_due(&self, partitions: &mut BTreeMap<i32, PartitionState>) {
+    /// Resumes the partitions whose backoff is over, from the record that failed. The seek
+    /// is repeated on purpose: records that arrived while the partition was held were
+    /// dropped, and must come again even if a rebalance reset the position meanwhile.
+    async fn release_due(&self, partitions: &mut BTreeMap<i32, PartitionState>) {
         let now = Instant::now();
         for (&p, state) in partitions.iter_mut() {
-            if state.held_until.is_some_and(|t| t <= now) {
-                match self.consumer.resume(p) {
-                    Ok(()) => state.held_until = None,
-                    Err(e) => {
-                        tracing::warn!(partition = p, error = %e, "could not resume partition; trying again");
-                        state.held_until = Some(now + ERROR_PAUSE);
-                    }
-                }
+            if state.held_until.is_none_or(|t| t > now) {
+                continue;
+            }
+            state.held_until = None;
+            if let Some(offset) = state.next
+                && let Err(e) = self.consumer.rewind(p, offset).await
+            {
+                // Not ours any more: its next owner starts from the committed offset,
+                // which is the failed record.
+                tracing::info!(partition = p, offset, error = %e, "could not seek a held partition");
+            }
+            if let Err(e) = self.consumer.resume(p) {
+                tracing::warn!(partition = p, error = %e, "could not resume a held partition");
             }
         }
     }

@@ -3,14 +3,18 @@
 //! - [`app`]: builds the backends, services and handlers from configuration.
 //! - [`gateway`]: plays API Gateway: route table, JWT authorizer, body limit, and the
 //!   `lambda_http` request each function would receive.
-//! - [`trigger`]: plays the MSK trigger: hands committed events to the event-consumer
-//!   handler in MSK-shaped batches.
+//! - [`trigger`]: plays the MSK trigger for the embedded mode: hands committed events to
+//!   the event-consumer handler in MSK-shaped batches.
+//! - [`kafka_trigger`]: plays the MSK trigger against a real broker when
+//!   `TM_KAFKA_BROKERS` is set: a consumer group feeding the same handler.
+//! - [`ratelimit`]: per-tenant token buckets (`TM_RATE_LIMIT_RPS`), 429 `throttled`.
 //! - [`secret`]: the HS256 secret (environment, or generated once into the data dir).
 
 pub mod app;
 pub mod cli;
 pub mod gateway;
 pub mod kafka_trigger;
+pub mod ratelimit;
 pub mod secret;
 pub mod trigger;
 

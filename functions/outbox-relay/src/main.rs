@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tm_core::adapters::dynamodb::DynamoStore;
+use tm_core::adapters::guarded::{Guarded, Limits};
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
 use tm_core::config::Config;
@@ -43,7 +44,11 @@ async fn main() -> Result<(), Error> {
         // Not fatal: the topics may exist and only this call failed; publishing will say.
         Err(e) => tracing::warn!(error = %e, "could not ensure the event topics"),
     }
-    let store = Arc::new(DynamoStore::connect(table).await?);
+    let store = Arc::new(Guarded::new(
+        "store",
+        Arc::new(DynamoStore::connect(table).await?),
+        Limits::STORE,
+    ));
     let publisher = Arc::new(KafkaPublisher::new(&cluster, config.kafka_topic.clone())?);
     let handler = Arc::new(RelayHandler::new(
         Arc::new(Relay::new(store, publisher)),

@@ -26,9 +26,21 @@ fn tenant_of(t: &str) -> Result<TenantName> {
     TenantName::parse(t).map_err(|e| Error::invalid("tenant", e))
 }
 
+/// A precondition header as text. One that is present but not visible ASCII is 400: it
+/// must never count as absent, which would make the write unconditional.
+fn precondition_header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>> {
+    match req.headers().get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| Error::invalid(name, "must be visible ASCII")),
+    }
+}
+
 fn preconditions(req: &Request) -> Result<Preconditions> {
     Ok(Preconditions {
-        if_match: api::parse_if_match(apigw::header(req, "if-match"))?,
+        if_match: api::parse_if_match(precondition_header(req, "If-Match")?)?,
         if_none_match_any: false,
     })
 }
@@ -93,7 +105,7 @@ impl WriteHandler {
                 let key = key_of(p)?;
                 let mut pre = preconditions(req)?;
                 pre.if_none_match_any =
-                    api::parse_if_none_match(apigw::header(req, "if-none-match"))?;
+                    api::parse_if_none_match(precondition_header(req, "If-None-Match")?)?;
                 let spec = RouteSpec::from_json(apigw::body_bytes(req))?;
                 let (route, created) = self.service.put(&key, spec, pre, &actor()).await?;
                 let status = if created {
@@ -172,5 +184,39 @@ impl WriteHandler {
             // Served by the resolve function; API Gateway never routes them here.
             Op::Resolve(_) | Op::Healthz | Op::Readyz => Err(Error::NotFound),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn request(name: &'static str, value: &[u8]) -> Request {
+        let mut req = Request::new(Body::Empty);
+        req.headers_mut()
+            .insert(name, HeaderValue::from_bytes(value).unwrap());
+        req
+    }
+
+    #[test]
+    fn a_precondition_that_is_not_text_is_400_never_ignored() {
+        let bad = request("if-match", b"\"1\"\xe9");
+        assert!(matches!(
+            preconditions(&bad),
+            Err(Error::InvalidRequest(m)) if m.starts_with("If-Match")
+        ));
+        let bad = request("if-none-match", b"*\xff");
+        assert!(matches!(
+            precondition_header(&bad, "If-None-Match"),
+            Err(Error::InvalidRequest(m)) if m.starts_with("If-None-Match")
+        ));
+        let good = request("if-match", b"\"7\"");
+        assert_eq!(
+            preconditions(&good).unwrap().if_match,
+            Some(api::IfMatch::Revision(7))
+        );
+        let none = Request::new(Body::Empty);
+        assert_eq!(preconditions(&none).unwrap().if_match, None);
     }
 }

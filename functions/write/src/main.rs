@@ -7,6 +7,7 @@ use lambda_http::{Error, service_fn};
 use std::sync::Arc;
 use std::time::Duration;
 use tm_core::adapters::dynamodb::DynamoStore;
+use tm_core::adapters::guarded::{Guarded, Limits};
 use tm_core::adapters::kafka::KafkaCluster;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::adapters::redis_cache::RedisCache;
@@ -35,8 +36,16 @@ async fn main() -> Result<(), Error> {
     let cluster = KafkaCluster::from_config(&config)
         .await
         .ok_or("TM_KAFKA_BROKERS is required")??;
-    let store = Arc::new(DynamoStore::connect(table).await?);
-    let cache = Arc::new(RedisCache::connect(redis.expose(), &config.redis_prefix).await?);
+    let store = Arc::new(Guarded::new(
+        "store",
+        Arc::new(DynamoStore::connect(table).await?),
+        Limits::STORE,
+    ));
+    let cache = Arc::new(Guarded::new(
+        "cache",
+        Arc::new(RedisCache::connect(redis.expose(), &config.redis_prefix).await?),
+        Limits::CACHE,
+    ));
     let publisher = Arc::new(KafkaPublisher::new(&cluster, config.kafka_topic.clone())?);
     let after_commit = AfterCommit::PublishNow {
         publisher,

@@ -3,4 +3,9 @@
 //! (`embedded.rs`) and on the real backends.
 
 mod embedded;
+mod isolation;
+mod limits;
+mod logs;
+#[cfg(all(feature = "dynamodb", feature = "redis", feature = "kafka"))]
+mod real;
 pub(crate) mod scenarios;

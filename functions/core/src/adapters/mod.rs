@@ -3,6 +3,9 @@
 //! - [`memory_cache`]: the shared cache inside the process.
 //! - [`file_dead_letters`]: poison records as JSON lines in a file.
 //!
+//! Any adapter can be wrapped in [`guarded::Guarded`]: a deadline on every call and a
+//! circuit breaker in front of the backend, behind the same ports.
+//!
 //! Production adapters, each behind a cargo feature:
 //! - `dynamodb`: routes, history, audit and outbox in one DynamoDB table.
 //! - `redis_cache` (feature `redis`): the shared cache on Redis / ElastiCache.
@@ -12,6 +15,7 @@
 pub mod dynamodb;
 pub mod embedded_store;
 pub mod file_dead_letters;
+pub mod guarded;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod memory_cache;

@@ -60,12 +60,33 @@ pub fn choose_weighted<'a>(candidates: &[&'a Endpoint], r: u64) -> Option<&'a En
 }
 
 /// Weighted rendezvous: the candidate with the highest score for this key.
+///
+/// The exact score ([`score`], with [`det_ln`]) costs about 14 divisions per endpoint, so
+/// each candidate is first estimated with the platform's `ln` (a few ulps from
+/// [`det_ln`]). A candidate whose estimate is more than [`FILTER_MARGIN`] below the best
+/// estimate seen so far scores strictly below that earlier candidate, so it can neither
+/// win nor tie, and is skipped; every other candidate gets its exact score and goes
+/// through the documented rule. The winner and anything tied with it are never skipped,
+/// so the result is bit-for-bit the documented one (tests compare it with the direct
+/// computation); the platform's `ln` only decides how much work is done. In a random
+/// order about `ln(n) + 1` candidates get exact scores instead of `n`.
 pub fn choose_sticky<'a>(candidates: &[&'a Endpoint], key: &str) -> Option<&'a Endpoint> {
+    if candidates.len() <= 1 {
+        // The highest score among one candidate is that candidate's.
+        return candidates.first().copied();
+    }
     let prefix = fnv1a(FNV_OFFSET, key.as_bytes());
     let prefix = fnv1a(prefix, &[0]);
+    let mut top = f64::NEG_INFINITY;
     let mut best: Option<(&Endpoint, f64)> = None;
     for e in candidates {
-        let s = score(prefix, e.id.as_str(), e.weight);
+        let u = unit(prefix, e.id.as_str());
+        let estimate = f64::from(e.weight) / -u.ln();
+        if estimate < top * (1.0 - FILTER_MARGIN) {
+            continue;
+        }
+        top = top.max(estimate);
+        let s = f64::from(e.weight) / -det_ln(u);
         best = match best {
             Some((b, bs)) if bs > s || (bs == s && b.id <= e.id) => Some((b, bs)),
             _ => Some((e, s)),
@@ -74,11 +95,20 @@ pub fn choose_sticky<'a>(candidates: &[&'a Endpoint], key: &str) -> Option<&'a E
     best.map(|(e, _)| e)
 }
 
+/// How far below the best estimate so far a candidate may be and still get its exact
+/// score. Estimate and exact score differ by a few ulps (relative ~1e-15); this margin is
+/// a million times that, so no platform's `ln` can hide the winner.
+const FILTER_MARGIN: f64 = 1e-9;
+
+/// Steps 1–3: `u` in (0, 1) for a key whose FNV prefix is `prefix`, and an endpoint id.
+fn unit(prefix: u64, id: &str) -> f64 {
+    let x = splitmix64(fnv1a(prefix, id.as_bytes()));
+    ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+}
+
 /// The rendezvous score of one endpoint for a key whose FNV prefix is `prefix`.
 pub fn score(prefix: u64, id: &str, weight: u32) -> f64 {
-    let x = splitmix64(fnv1a(prefix, id.as_bytes()));
-    let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    f64::from(weight) / -det_ln(u)
+    f64::from(weight) / -det_ln(unit(prefix, id))
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -278,7 +308,72 @@ mod tests {
         assert!((share - 1.0 / 3.0).abs() < 0.03, "moved {share}");
     }
 
+    /// The documented rule, computed directly: every candidate's exact score.
+    fn choose_sticky_directly<'a>(candidates: &[&'a Endpoint], key: &str) -> Option<&'a Endpoint> {
+        let prefix = fnv1a(fnv1a(FNV_OFFSET, key.as_bytes()), &[0]);
+        let mut best: Option<(&Endpoint, f64)> = None;
+        for e in candidates {
+            let s = score(prefix, e.id.as_str(), e.weight);
+            best = match best {
+                Some((b, bs)) if bs > s || (bs == s && b.id <= e.id) => Some((b, bs)),
+                _ => Some((e, s)),
+            };
+        }
+        best.map(|(e, _)| e)
+    }
+
+    #[test]
+    fn the_filtered_choice_is_the_documented_one_for_many_keys() {
+        // Large groups with equal weights (many near-ties) and mixed weights.
+        for (n, weights) in [
+            (64usize, [1u32, 1]),
+            (64, [1, 1000]),
+            (7, [3, 5]),
+            (2, [1, 1]),
+        ] {
+            let eps: Vec<Endpoint> = (0..n)
+                .map(|i| {
+                    ep(
+                        &format!("endpoint-{i}"),
+                        weights[i % 2],
+                        0,
+                        EndpointStatus::Active,
+                    )
+                })
+                .collect();
+            let cands: Vec<&Endpoint> = eps.iter().collect();
+            for k in 0..3_000 {
+                let key = format!("user-{k}");
+                assert_eq!(
+                    choose_sticky(&cands, &key).map(|e| &e.id),
+                    choose_sticky_directly(&cands, &key).map(|e| &e.id),
+                    "n={n} key={key}"
+                );
+            }
+        }
+        // Duplicate ids and weights tie exactly; the smaller id (here: equal) still wins.
+        let a = ep("same", 5, 0, EndpointStatus::Active);
+        let b = ep("same", 5, 0, EndpointStatus::Active);
+        assert!(std::ptr::eq(
+            choose_sticky(&[&a, &b], "k").unwrap(),
+            choose_sticky_directly(&[&a, &b], "k").unwrap()
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn the_filtered_choice_matches_the_direct_computation(
+            key in "\\PC{1,64}",
+            w in proptest::collection::vec(1u32..=1000, 1..=70),
+        ) {
+            let eps: Vec<Endpoint> = w.iter().enumerate().map(|(i, w)| ep(&format!("e{i}"), *w, 0, EndpointStatus::Active)).collect();
+            let cands: Vec<&Endpoint> = eps.iter().collect();
+            prop_assert_eq!(
+                choose_sticky(&cands, &key).map(|e| &e.id),
+                choose_sticky_directly(&cands, &key).map(|e| &e.id)
+            );
+        }
+
         #[test]
         fn sticky_ignores_candidate_order(key in "\\PC{1,64}", w in proptest::collection::vec(1u32..1000, 1..8)) {
             let eps: Vec<Endpoint> = w.iter().enumerate().map(|(i, w)| ep(&format!("e{i}"), *w, 0, EndpointStatus::Active)).collect();

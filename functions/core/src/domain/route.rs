@@ -178,8 +178,16 @@ impl RouteSpec {
     }
 }
 
+/// An integer in `min..=max`. A JSON number is an integer when it has no fractional
+/// part, however it is written (`90`, `90.0`, `9e1`), as JSON Schema's `integer` says:
+/// clients that hold numbers as floats must not get a 400 for a valid weight.
 fn int_in(v: &Value, field: &str, min: u64, max: u64) -> Result<u64, Error> {
-    match v.as_u64() {
+    let n = v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= max as f64)
+            .map(|f| f as u64)
+    });
+    match n {
         Some(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(Error::invalid(
             field,
@@ -310,14 +318,16 @@ pub fn check_url(s: &str) -> Result<(), &'static str> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or(RULE)?;
-        if h.is_empty()
-            || !h
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
+        // A bracketed host must be a real IPv6 address: `[0]` or `[:]` is no host, and
+        // clients' URL parsers reject it.
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(RULE);
         }
-        (h, after.strip_prefix(':'))
+        let port = match after {
+            "" => None,
+            a => Some(a.strip_prefix(':').ok_or(RULE)?),
+        };
+        (h, port)
     } else {
         match authority.split_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -381,6 +391,31 @@ mod tests {
         assert_eq!(s.labels.len(), 1);
         assert_eq!(s.endpoints[0].status, EndpointStatus::Draining);
         assert_eq!(s.endpoints[0].weight, 90);
+    }
+
+    #[test]
+    fn integral_numbers_count_as_integers_however_written() {
+        let s = parse(
+            r#"{"endpoints":[{"id":"a","url":"https://a","weight":90.0,"priority":1e0}],"ttl_seconds":3.6e3}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.endpoints[0].weight,
+                s.endpoints[0].priority,
+                s.ttl_seconds
+            ),
+            (90, 1, 3600)
+        );
+        for bad in ["90.5", "1e300", "-0.5", "1000.0000001"] {
+            let body =
+                format!(r#"{{"endpoints":[{{"id":"a","url":"https://a","weight":{bad}}}]}}"#);
+            assert_eq!(
+                field_of(parse(&body).unwrap_err()),
+                "endpoints[0].weight",
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -516,6 +551,7 @@ mod tests {
             "http://a",
             "https://a.b:8443/x?y#z",
             "https://[::1]:80/",
+            "https://[2001:db8::ffff:10.0.0.1]",
             "http://10.0.0.1",
         ] {
             assert!(check_url(ok).is_ok(), "{ok}");
@@ -529,6 +565,11 @@ mod tests {
             "https://a b",
             "mailto:x",
             "https://@a",
+            "https://[0]",
+            "https://[:]",
+            "https://[1:2]:80",
+            "https://[::1",
+            "https://[::1]x",
             long.as_str(),
         ] {
             assert!(check_url(bad).is_err(), "{bad}");

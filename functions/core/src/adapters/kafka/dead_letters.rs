@@ -13,12 +13,13 @@
 //!     was not valid base64 as delivered by the trigger, and so is stored as the text the
 //!     trigger delivered rather than as the original bytes.
 //!
-//! The record is produced with the same idempotent, `acks=all` producer as events, and
-//! `send` returns only once it is acknowledged: the consumer moves past a poison record
-//! only after its letter is durable.
+//! The record is produced with the same idempotent, `acks=all` producer as events
+//! (replaced after a failed delivery, as the publisher's is), and `send` returns only once
+//! it is acknowledged: the consumer moves past a poison record only after its letter is
+//! durable.
 
-use super::publisher::{Outgoing, deliver_all, producer};
-use super::{ClientCtx, KafkaCluster};
+use super::KafkaCluster;
+use super::publisher::{HealingProducer, Outgoing};
 use crate::Result;
 use crate::domain::timefmt::Timestamp;
 use crate::ports::{DeadLetter, DeadLetters};
@@ -26,7 +27,6 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureProducer;
 use std::time::Duration;
 
 /// Header: why the record was rejected.
@@ -44,7 +44,7 @@ pub const UNDECODED_HEADER: &str = "dlq_undecoded";
 
 /// Produces dead letters to one topic.
 pub struct KafkaDeadLetters {
-    producer: FutureProducer<ClientCtx>,
+    producer: HealingProducer,
     topic: String,
     timeout: Duration,
 }
@@ -53,7 +53,7 @@ impl KafkaDeadLetters {
     /// Letters go to `dlq_topic` (normally `Config::dlq_topic()`) on `cluster`.
     pub fn new(cluster: &KafkaCluster, dlq_topic: impl Into<String>) -> Result<Self> {
         Ok(Self {
-            producer: producer(cluster)?,
+            producer: HealingProducer::new(cluster)?,
             topic: dlq_topic.into(),
             timeout: cluster.message_timeout,
         })
@@ -115,7 +115,9 @@ fn record(letter: &DeadLetter, failed_at: &Timestamp) -> Outgoing {
 impl DeadLetters for KafkaDeadLetters {
     async fn send(&self, letter: &DeadLetter) -> Result<()> {
         let record = record(letter, &Timestamp::now());
-        deliver_all(&self.producer, &self.topic, vec![record], self.timeout).await
+        self.producer
+            .deliver(&self.topic, vec![record], self.timeout)
+            .await
     }
 }
 

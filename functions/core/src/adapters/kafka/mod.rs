@@ -13,7 +13,7 @@
 //! - [`msk_iam`]: the SigV4-presigned `kafka-cluster:Connect` token.
 //!
 //! rdkafka types never leave this module: callers see [`ConsumedRecord`] and the crate's
-//! [`Error`](crate::Error).
+//! [`Error`].
 
 pub mod consumer;
 pub mod dead_letters;

@@ -11,6 +11,14 @@
 //!   same partition whichever client (or tool) produced it.
 //! - `message.timeout.ms` short (5 s by default): with a broker down a publish fails within
 //!   seconds; the outbox keeps the events and the relay retries.
+//!
+//! A producer whose delivery failed is replaced by a fresh one ([`HealingProducer`]). An
+//! idempotent producer whose records timed out bumps its epoch before it sends again
+//! (KIP-360); a broker that does not support that (Tansu 0.6 fails every produce of the
+//! bumped epoch) would wedge it for good, and every later event would stay in the outbox.
+//! A fresh producer gets a fresh producer id from the broker, which every broker accepts.
+//! The retry resends the whole batch, in order, so nothing is lost or reordered by the
+//! swap.
 
 use super::{ClientCtx, KafkaCluster, unavailable};
 use crate::domain::event::RouteEvent;
@@ -19,6 +27,7 @@ use crate::{Error, Result};
 use async_trait::async_trait;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The header carrying the change's correlation id (CONTRACT §5), so a consumer can log it
@@ -37,7 +46,7 @@ pub(super) struct Outgoing {
 }
 
 /// A producer configured as the module docs say.
-pub(super) fn producer(cluster: &KafkaCluster) -> Result<FutureProducer<ClientCtx>> {
+fn producer(cluster: &KafkaCluster) -> Result<FutureProducer<ClientCtx>> {
     let timeout_ms = cluster.message_timeout.as_millis().max(1).to_string();
     cluster
         .client_config()
@@ -51,10 +60,88 @@ pub(super) fn producer(cluster: &KafkaCluster) -> Result<FutureProducer<ClientCt
         .map_err(|e| unavailable("create the producer", e))
 }
 
+/// A producer (configured as the module docs say) that is replaced after a failed
+/// delivery. Cheap to share: a delivery holds a clone of the current producer.
+pub(super) struct HealingProducer {
+    cluster: KafkaCluster,
+    // A std Mutex: held to clone or swap a handle, never across an await.
+    current: Mutex<(u64, FutureProducer<ClientCtx>)>,
+}
+
+impl HealingProducer {
+    /// A producer on `cluster`.
+    pub(super) fn new(cluster: &KafkaCluster) -> Result<Self> {
+        Ok(Self {
+            cluster: cluster.clone(),
+            current: Mutex::new((0, producer(cluster)?)),
+        })
+    }
+
+    /// The current producer and its generation.
+    pub(super) fn current(&self) -> (u64, FutureProducer<ClientCtx>) {
+        let guard = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    /// [`deliver_all`] on the current producer; after a failure the producer is replaced
+    /// (once, however many deliveries failed on it at the same time).
+    pub(super) async fn deliver(
+        &self,
+        topic: &str,
+        records: Vec<Outgoing>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let (generation, producer) = self.current();
+        let outcome = deliver_all(&producer, topic, records, timeout).await;
+        if outcome.is_err() {
+            self.replace(generation);
+        }
+        if self.current().0 != generation {
+            retire(producer);
+        }
+        outcome
+    }
+
+    fn replace(&self, failed: u64) {
+        let fresh = match producer(&self.cluster) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka: could not replace the producer; keeping it");
+                return;
+            }
+        };
+        let old = {
+            let mut guard = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.0 != failed {
+                // Another delivery replaced it already.
+                drop(guard);
+                retire(fresh);
+                return;
+            }
+            let old = std::mem::replace(&mut guard.1, fresh);
+            guard.0 += 1;
+            old
+        };
+        tracing::info!("kafka: replaced the producer after a failed delivery");
+        retire(old);
+    }
+}
+
+/// Drops a producer off the async threads: dropping the last handle purges, flushes for
+/// up to 500 ms and joins librdkafka's threads.
+fn retire(producer: FutureProducer<ClientCtx>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn_blocking(move || drop(producer));
+        }
+        Err(_) => drop(producer),
+    }
+}
+
 /// Enqueues every record, then waits for each acknowledgement in order. `Ok` only when all
 /// were acknowledged; the first failure is returned (the caller resends the whole batch,
 /// which the consumers' idempotence makes harmless).
-pub(super) async fn deliver_all(
+async fn deliver_all(
     producer: &FutureProducer<ClientCtx>,
     topic: &str,
     records: Vec<Outgoing>,
@@ -96,7 +183,7 @@ pub(super) async fn deliver_all(
 /// change that can alter one `latest` answer stays in one partition, in order), value the
 /// event's JSON, header [`CORRELATION_HEADER`].
 pub struct KafkaPublisher {
-    producer: FutureProducer<ClientCtx>,
+    producer: HealingProducer,
     topic: String,
     timeout: Duration,
 }
@@ -106,7 +193,7 @@ impl KafkaPublisher {
     /// on the first publish (or ping), not here.
     pub fn new(cluster: &KafkaCluster, topic: impl Into<String>) -> Result<Self> {
         Ok(Self {
-            producer: producer(cluster)?,
+            producer: HealingProducer::new(cluster)?,
             topic: topic.into(),
             timeout: cluster.message_timeout,
         })
@@ -140,7 +227,9 @@ impl EventPublisher for KafkaPublisher {
             return Ok(());
         }
         let records = events.iter().map(record).collect::<Result<Vec<_>>>()?;
-        deliver_all(&self.producer, &self.topic, records, self.timeout).await
+        self.producer
+            .deliver(&self.topic, records, self.timeout)
+            .await
     }
 }
 
@@ -152,7 +241,7 @@ impl Probe for KafkaPublisher {
 
     /// Asks the brokers for the event topic's metadata: `Ok` when the topic exists.
     async fn ping(&self) -> Result<()> {
-        let producer = self.producer.clone();
+        let (_, producer) = self.producer.current();
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;

@@ -1,0 +1,698 @@
+//! The targets of the benchmark issue, checked against the records of one `bench.sh`
+//! run, and the report: `docs/benchmarks.md` (the generated part between two markers;
+//! the hand-written rest of the file is kept) and `docs/benchmarks.json`.
+//!
+//! Every figure is min / median / max over runs. A ratio is computed per run, figure over
+//! the baseline measured in the same run (they were interleaved), and then summarised;
+//! a target is checked on the median (of the ratios, for a ratio target), except
+//! "exactly" targets, which every run must meet.
+
+use crate::record::{Machine, Record};
+use crate::stats::{Summary, summarize};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// How a line's target is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum Check {
+    /// Median per-run ratio figure / baseline ≥ x.
+    RatioAtLeast(f64),
+    /// Median per-run (figure / baseline − 1) ≤ x.
+    OverheadAtMost(f64),
+    /// Median ≤ x.
+    AtMost(f64),
+    /// Median ≥ x.
+    AtLeast(f64),
+    /// Every run equals x.
+    Exactly(f64),
+    /// Median ≤ median of the named series (same row) + x.
+    AtMostSeriesPlus(&'static str, f64),
+    /// No target: shown for context.
+    Info,
+}
+
+/// One line of the results table.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Line {
+    /// The record row.
+    pub row: &'static str,
+    /// What the line measures.
+    pub label: &'static str,
+    /// The figure's series.
+    pub series: &'static str,
+    /// The baseline's series (same row), if any.
+    pub baseline: Option<&'static str>,
+    /// How the baseline is named in the table.
+    pub baseline_label: &'static str,
+    /// The target as the issue words it.
+    pub target: &'static str,
+    /// How it is checked.
+    pub check: Check,
+}
+
+const fn line(
+    row: &'static str,
+    label: &'static str,
+    series: &'static str,
+    baseline: Option<&'static str>,
+    baseline_label: &'static str,
+    target: &'static str,
+    check: Check,
+) -> Line {
+    Line {
+        row,
+        label,
+        series,
+        baseline,
+        baseline_label,
+        target,
+        check,
+    }
+}
+
+/// Every line of the table, in the issue's order.
+pub const LINES: &[Line] = &[
+    line(
+        "http_l1",
+        "resolve over HTTP, L1 hit (tm-local, keep-alive, wrk -t2 -c32, JWT checked)",
+        "tm-local",
+        Some("nginx"),
+        "nginx static 120-byte JSON",
+        "≥ 60 % of nginx req/s",
+        Check::RatioAtLeast(0.60),
+    ),
+    line(
+        "http_l2",
+        "resolve over HTTP, L1 off, shared-cache hit on real Redis (wrk -t2 -c32)",
+        "tm-local",
+        Some("redis-benchmark GET"),
+        "redis-benchmark GET, -c 32",
+        "≥ 50 %",
+        Check::RatioAtLeast(0.50),
+    ),
+    line(
+        "miss",
+        "resolve, cache miss to DynamoDB Local (handler, L1 off, Redis miss + GetItem + fill)",
+        "resolve (miss)",
+        Some("GetItem (SDK)"),
+        "raw GetItem loop, SDK",
+        "≤ 10 % overhead",
+        Check::OverheadAtMost(0.10),
+    ),
+    line(
+        "miss",
+        "… the same without a shared cache (resolver overhead alone)",
+        "resolve (miss, no shared cache)",
+        Some("GetItem (SDK)"),
+        "raw GetItem loop, SDK",
+        "(context)",
+        Check::Info,
+    ),
+    line(
+        "criterion",
+        "core selection, sticky key, 3 endpoints (criterion)",
+        "sticky choice, 3 endpoints",
+        None,
+        "—",
+        "≤ 200 ns",
+        Check::AtMost(200.0),
+    ),
+    line(
+        "criterion",
+        "core selection, sticky key, 64 endpoints (criterion)",
+        "sticky choice, 64 endpoints",
+        None,
+        "—",
+        "≤ 2 µs",
+        Check::AtMost(2000.0),
+    ),
+    line(
+        "criterion",
+        "… candidates + sticky choice, 64 endpoints (criterion)",
+        "candidates + sticky choice, 64 endpoints",
+        None,
+        "—",
+        "(context)",
+        Check::Info,
+    ),
+    line(
+        "criterion",
+        "latest over 100 versions (criterion)",
+        "latest over 100 versions",
+        None,
+        "—",
+        "≤ 5 µs",
+        Check::AtMost(5000.0),
+    ),
+    line(
+        "criterion",
+        "range over 100 versions (criterion)",
+        "range over 100 versions",
+        None,
+        "—",
+        "≤ 5 µs",
+        Check::AtMost(5000.0),
+    ),
+    line(
+        "zipf",
+        "Zipf(1.1), 100k routes, 1M resolves, steady state: shared-cache hit",
+        "shared-cache hit (steady)",
+        None,
+        "—",
+        "≥ 99 %",
+        Check::AtLeast(99.0),
+    ),
+    line(
+        "zipf",
+        "Zipf(1.1), 100k routes, 1M resolves, steady state: store reads",
+        "store reads (steady)",
+        None,
+        "—",
+        "≤ 1 % of resolves",
+        Check::AtMost(1.0),
+    ),
+    line(
+        "zipf",
+        "… cold shared cache (empty Redis): store reads vs the first-touch lower bound",
+        "store reads (cold)",
+        Some("store reads, lower bound (cold)"),
+        "distinct routes drawn",
+        "(context)",
+        Check::Info,
+    ),
+    line(
+        "burst",
+        "1,000 concurrent misses on one key: store reads",
+        "store reads",
+        None,
+        "—",
+        "exactly 1",
+        Check::Exactly(1.0),
+    ),
+    line(
+        "propagation",
+        "write → visible in Redis (L2), 200 changes, real Kafka + Redis: p99",
+        "L2 p99",
+        None,
+        "—",
+        "≤ 100 ms",
+        Check::AtMost(100.0),
+    ),
+    line(
+        "propagation",
+        "write → visible through resolve (end to end): p99",
+        "end-to-end p99",
+        None,
+        "—",
+        "≤ L1 TTL + 50 ms",
+        Check::AtMostSeriesPlus("L1 TTL", 50.0),
+    ),
+    line(
+        "consumer",
+        "event-consumer, 100-record MSK batches into Redis",
+        "event-consumer",
+        Some("redis-benchmark SET -P 100"),
+        "redis-benchmark SET, -P 100",
+        "≥ 20,000 events/s",
+        Check::AtLeast(20_000.0),
+    ),
+    line(
+        "coldstart",
+        "resolve Lambda cold start: exec → first answer (local Runtime API, L2 hit)",
+        "exec → first answer (L2 hit)",
+        None,
+        "—",
+        "≤ 30 ms",
+        Check::AtMost(30.0),
+    ),
+    line(
+        "coldstart",
+        "… first answer needing a store read",
+        "exec → first answer (store read)",
+        None,
+        "—",
+        "(context)",
+        Check::Info,
+    ),
+    line(
+        "coldstart",
+        "resolve Lambda binary size (release, stripped)",
+        "binary size",
+        None,
+        "—",
+        "≤ 10 MB",
+        Check::AtMost(10.0),
+    ),
+    line(
+        "coldstart",
+        "resolve Lambda peak RSS after the first answer (VmHWM)",
+        "peak RSS (VmHWM)",
+        None,
+        "—",
+        "≤ 30 MB",
+        Check::AtMost(30.0),
+    ),
+    line(
+        "memory",
+        "tm-local RSS after 1M resolves over 100k routes",
+        "RSS after all resolves",
+        None,
+        "—",
+        "≤ 200 MB",
+        Check::AtMost(200.0),
+    ),
+    line(
+        "memory",
+        "tm-local RSS growth over the last fifth of the run (flat)",
+        "RSS growth over the last fifth",
+        None,
+        "—",
+        "flat over time (≤ 2 %)",
+        Check::AtMost(2.0),
+    ),
+];
+
+/// Every series of one row, in first-seen order.
+#[derive(Clone, Debug, Serialize)]
+pub struct Series {
+    /// Row.
+    pub row: String,
+    /// Series.
+    pub series: String,
+    /// Unit.
+    pub unit: String,
+    /// Summary of the runs.
+    pub summary: Option<Summary>,
+    /// Values by run.
+    pub values: BTreeMap<u32, f64>,
+    /// Load average (1 min) range over the runs.
+    pub load1: Option<(f64, f64)>,
+    /// Distinct notes.
+    pub notes: Vec<String>,
+}
+
+/// A checked line.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    /// The line.
+    pub line: Line,
+    /// Unit of the figure.
+    pub unit: String,
+    /// The figure.
+    pub figure: Option<Summary>,
+    /// The baseline and its unit.
+    pub baseline: Option<(Summary, String)>,
+    /// Per-run ratios figure / baseline, summarised.
+    pub ratio: Option<Summary>,
+    /// `pass`, `miss`, `info` or `not run`.
+    pub result: String,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The machine and the run's settings.
+    pub machine: Machine,
+    /// Settings of the run.
+    pub settings: BTreeMap<String, String>,
+    /// The table.
+    pub lines: Vec<Outcome>,
+    /// Every series.
+    pub series: Vec<Series>,
+    /// Every record.
+    pub records: Vec<Record>,
+}
+
+fn collect(records: &[Record]) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
+    for r in records {
+        let i = match out
+            .iter()
+            .position(|s| s.row == r.row && s.series == r.series)
+        {
+            Some(i) => i,
+            None => {
+                out.push(Series {
+                    row: r.row.clone(),
+                    series: r.series.clone(),
+                    unit: r.unit.clone(),
+                    summary: None,
+                    values: BTreeMap::new(),
+                    load1: None,
+                    notes: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        let s = &mut out[i];
+        s.values.insert(r.run, r.value);
+        if let Some(l) = r.load1 {
+            s.load1 = Some(match s.load1 {
+                Some((lo, hi)) => (lo.min(l), hi.max(l)),
+                None => (l, l),
+            });
+        }
+        if let Some(n) = &r.note
+            && !s.notes.contains(n)
+        {
+            s.notes.push(n.clone());
+        }
+    }
+    for s in &mut out {
+        s.summary = summarize(&s.values.values().copied().collect::<Vec<_>>());
+    }
+    out
+}
+
+fn check(line: &Line, series: &[Series]) -> Outcome {
+    let find = |name: &str| {
+        series
+            .iter()
+            .find(|s| s.row == line.row && s.series == name)
+    };
+    let fig = find(line.series);
+    let base = line.baseline.and_then(find);
+    let ratio = match (fig, base) {
+        (Some(f), Some(b)) => {
+            let r: Vec<f64> = f
+                .values
+                .iter()
+                .filter_map(|(run, v)| b.values.get(run).map(|bv| v / bv))
+                .collect();
+            summarize(&r)
+        }
+        _ => None,
+    };
+    let median = fig.and_then(|f| f.summary).map(|s| s.median);
+    let verdict = |ok: bool| if ok { "pass" } else { "miss" };
+    let result = match (line.check, median) {
+        (Check::Info, _) => "info",
+        (_, None) => "not run",
+        (Check::RatioAtLeast(x), _) => match ratio {
+            Some(r) => verdict(r.median >= x),
+            None => "not run",
+        },
+        (Check::OverheadAtMost(x), _) => match ratio {
+            Some(r) => verdict(r.median - 1.0 <= x),
+            None => "not run",
+        },
+        (Check::AtMost(x), Some(m)) => verdict(m <= x),
+        (Check::AtLeast(x), Some(m)) => verdict(m >= x),
+        (Check::Exactly(x), Some(_)) => {
+            let s = fig.and_then(|f| f.summary);
+            verdict(s.is_some_and(|s| s.min == x && s.max == x))
+        }
+        (Check::AtMostSeriesPlus(other, x), Some(m)) => match find(other).and_then(|o| o.summary) {
+            Some(o) => verdict(m <= o.median + x),
+            None => "not run",
+        },
+    };
+    Outcome {
+        line: *line,
+        unit: fig.map(|f| f.unit.clone()).unwrap_or_default(),
+        figure: fig.and_then(|f| f.summary),
+        baseline: base.and_then(|b| b.summary.map(|s| (s, b.unit.clone()))),
+        ratio,
+        result: result.to_owned(),
+    }
+}
+
+/// Checks every line against `records`.
+pub fn build(machine: Machine, settings: BTreeMap<String, String>, records: Vec<Record>) -> Report {
+    let series = collect(&records);
+    let lines = LINES.iter().map(|l| check(l, &series)).collect();
+    Report {
+        machine,
+        settings,
+        lines,
+        series,
+        records,
+    }
+}
+
+fn num(x: f64) -> String {
+    let a = x.abs();
+    if a >= 10_000.0 {
+        let s = format!("{:.0}", x);
+        // Thousands separators for readability.
+        let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        format!("{sign}{out}")
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn mmm(s: &Summary, unit: &str) -> String {
+    if s.n == 1 || s.min == s.max {
+        format!("{} {unit}", num(s.median))
+    } else {
+        format!(
+            "{} / **{}** / {} {unit}",
+            num(s.min),
+            num(s.median),
+            num(s.max)
+        )
+    }
+}
+
+fn ratio_text(o: &Outcome) -> String {
+    let Some(r) = o.ratio else {
+        return "—".into();
+    };
+    let pct = |x: f64| {
+        if matches!(o.line.check, Check::OverheadAtMost(_)) {
+            format!("{:+.1} %", (x - 1.0) * 100.0)
+        } else {
+            format!("{:.1} %", x * 100.0)
+        }
+    };
+    if r.n == 1 || r.min == r.max {
+        pct(r.median)
+    } else {
+        format!("{} / **{}** / {}", pct(r.min), pct(r.median), pct(r.max))
+    }
+}
+
+fn result_text(r: &str) -> &str {
+    match r {
+        "pass" => "✅ pass",
+        "miss" => "❌ miss",
+        "info" => "—",
+        _ => "not run",
+    }
+}
+
+fn loads(l: &Option<[f64; 3]>) -> String {
+    l.map(|l| format!("{:.2}, {:.2}, {:.2}", l[0], l[1], l[2]))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The generated part of `docs/benchmarks.md`.
+pub fn markdown(report: &Report) -> String {
+    let m = &report.machine;
+    let mut md = String::new();
+    let _ = writeln!(md, "## Results\n");
+    let _ = writeln!(
+        md,
+        "Run of {} on commit `{}`: {} × {} ({} MiB), {}, Linux {}, {}.  ",
+        m.started_at, m.commit, m.cpus, m.cpu, m.memory_mib, m.os, m.kernel, m.rustc
+    );
+    let _ = writeln!(
+        md,
+        "Load average (1, 5, 15 min) at the start: {}; at the end: {}. The machine is shared \
+         with other builds, so absolute figures drift; each baseline was measured in the same \
+         run, interleaved with its figure, and ratios are per run.  ",
+        loads(&m.load_start),
+        loads(&m.load_end)
+    );
+    if !m.tools.is_empty() {
+        let _ = writeln!(md, "Tools: {}.  ", m.tools.join("; "));
+    }
+    if !report.settings.is_empty() {
+        let s: Vec<String> = report
+            .settings
+            .iter()
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect();
+        let _ = writeln!(md, "Settings: {}.", s.join(", "));
+    }
+    let _ = writeln!(
+        md,
+        "\nFigures are min / **median** / max over the runs; a target is checked on the median \
+         (of the per-run ratios for a ratio target; every run for \"exactly\").\n"
+    );
+    let _ = writeln!(
+        md,
+        "| measurement | figure | baseline (same run) | baseline figure | ratio | target | result |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for o in &report.lines {
+        let fig = o
+            .figure
+            .map(|s| mmm(&s, &o.unit))
+            .unwrap_or_else(|| "not run".into());
+        let base = o
+            .baseline
+            .as_ref()
+            .map(|(s, u)| mmm(s, u))
+            .unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            o.line.label,
+            fig,
+            o.line.baseline_label,
+            base,
+            ratio_text(o),
+            o.line.target,
+            result_text(&o.result)
+        );
+    }
+    let _ = writeln!(md, "\n### Every series\n");
+    let _ = writeln!(
+        md,
+        "| row | series | runs | min | median | max | unit | load (1 min) | notes |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for s in &report.series {
+        let Some(sum) = s.summary else { continue };
+        let load = s
+            .load1
+            .map(|(lo, hi)| format!("{lo:.1}–{hi:.1}"))
+            .unwrap_or_default();
+        let mut notes = s.notes.clone();
+        if notes.len() > 3 {
+            let more = notes.len() - 2;
+            notes.truncate(2);
+            notes.push(format!("… {more} more"));
+        }
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.row,
+            s.series,
+            sum.n,
+            num(sum.min),
+            num(sum.median),
+            num(sum.max),
+            s.unit,
+            load,
+            notes.join("; ").replace('|', "\\|")
+        );
+    }
+    md
+}
+
+/// The marker lines around the generated part.
+pub const BEGIN: &str =
+    "<!-- BEGIN GENERATED: scripts/bench.sh writes this part; edit outside it -->";
+/// See [`BEGIN`].
+pub const END: &str = "<!-- END GENERATED -->";
+
+/// `existing` with its generated part replaced by `generated` (or a new file around it).
+pub fn splice(existing: Option<&str>, generated: &str) -> String {
+    if let Some(text) = existing
+        && let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END))
+        && b < e
+    {
+        return format!("{}{BEGIN}\n{generated}{}", &text[..b], &text[e..]);
+    }
+    format!(
+        "# Benchmarks\n\n`scripts/bench.sh` measures; this file is its report.\n\n{BEGIN}\n{generated}{END}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(row: &str, series: &str, run: u32, value: f64) -> Record {
+        let mut r = Record::new(row, series, run, value, "x");
+        r.load1 = None;
+        r
+    }
+
+    #[test]
+    fn ratio_targets_use_per_run_ratios() {
+        let records = vec![
+            rec("http_l1", "nginx", 0, 100.0),
+            rec("http_l1", "tm-local", 0, 70.0),
+            rec("http_l1", "nginx", 1, 200.0),
+            rec("http_l1", "tm-local", 1, 100.0),
+            rec("http_l1", "nginx", 2, 100.0),
+            rec("http_l1", "tm-local", 2, 65.0),
+        ];
+        let r = build(Machine::default(), BTreeMap::new(), records);
+        let o = &r.lines[0];
+        let ratio = o.ratio.unwrap();
+        assert_eq!((ratio.min, ratio.median, ratio.max), (0.5, 0.65, 0.7));
+        assert_eq!(o.result, "pass");
+    }
+
+    #[test]
+    fn exactly_needs_every_run_and_missing_rows_are_not_run() {
+        let records = vec![
+            rec("burst", "store reads", 0, 1.0),
+            rec("burst", "store reads", 1, 2.0),
+            rec("burst", "store reads", 2, 1.0),
+        ];
+        let r = build(Machine::default(), BTreeMap::new(), records);
+        let burst = r.lines.iter().find(|o| o.line.row == "burst").unwrap();
+        assert_eq!(burst.result, "miss");
+        let zipf = r.lines.iter().find(|o| o.line.row == "zipf").unwrap();
+        assert_eq!(zipf.result, "not run");
+    }
+
+    #[test]
+    fn overhead_and_series_plus_targets() {
+        let records = vec![
+            rec("miss", "GetItem (SDK)", 0, 1000.0),
+            rec("miss", "resolve (miss)", 0, 1080.0),
+            rec("propagation", "end-to-end p99", 0, 1049.0),
+            rec("propagation", "L1 TTL", 0, 1000.0),
+        ];
+        let r = build(Machine::default(), BTreeMap::new(), records);
+        let miss = r.lines.iter().find(|o| o.line.row == "miss").unwrap();
+        assert_eq!(miss.result, "pass");
+        assert_eq!(ratio_text(miss), "+8.0 %");
+        let e2e = r
+            .lines
+            .iter()
+            .find(|o| o.line.series == "end-to-end p99")
+            .unwrap();
+        assert_eq!(e2e.result, "pass");
+    }
+
+    #[test]
+    fn splicing_keeps_the_hand_written_parts() {
+        let first = splice(None, "table v1\n");
+        assert!(first.contains("table v1"));
+        let edited =
+            first.replace("# Benchmarks", "# Benchmarks\n\nNotes by hand.") + "\nMore notes.\n";
+        let second = splice(Some(&edited), "table v2\n");
+        assert!(second.contains("Notes by hand."));
+        assert!(second.contains("More notes."));
+        assert!(second.contains("table v2"));
+        assert!(!second.contains("table v1"));
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(num(128_000.4), "128,000");
+        assert_eq!(num(1234.6), "1235");
+        assert_eq!(num(12.34), "12.3");
+        assert_eq!(num(0.1234), "0.12");
+    }
+}

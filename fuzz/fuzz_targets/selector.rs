@@ -1,0 +1,4 @@
+//! libFuzzer target: see `tm_fuzz::selector` for the properties it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tm_fuzz::selector(data));

@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# The benchmark suite: installs what it needs (wrk, nginx-light, redis-tools from Debian),
+# starts the servers (scripts/start-services.sh, nginx, tm-local instances on loopback),
+# runs every measurement of the benchmark issue, and writes docs/benchmarks.md (the
+# generated part between its markers) and docs/benchmarks.json.
+#
+#   scripts/bench.sh                 # everything (about 15-20 minutes on 2 busy cores)
+#   BENCH_ONLY="http_l1 zipf" scripts/bench.sh   # only some rows (the report keeps the
+#                                    # rows not run as "not run")
+#   BENCH_QUICK=1 scripts/bench.sh   # short runs, to try the harness (numbers are noisier)
+#
+# Rows: http_l1 http_l2 miss criterion zipf burst propagation consumer coldstart memory.
+# Knobs (environment, defaults in brackets):
+#   BENCH_RUNS [5]        interleaved runs of each HTTP / Redis figure and its baseline
+#   BENCH_DURATION [8]    seconds per wrk run;  BENCH_CONNECTIONS [32], BENCH_THREADS [2]
+#   BENCH_CRITERION_RUNS [3], BENCH_CRITERION_TIME [3] (measurement seconds per bench)
+#   BENCH_MISS_ROUTES [200], BENCH_MISS_RUNS [5], BENCH_BURST_TRIALS [6]
+#   BENCH_ZIPF_ROUTES [100000], BENCH_ZIPF_RESOLVES [1000000], BENCH_ZIPF_RUNS [3]
+#   BENCH_PROP_CHANGES [200], BENCH_PROP_PARALLEL [8], BENCH_PROP_RUNS [3], BENCH_L1_TTL_MS [1000]
+#   BENCH_CONSUMER_BATCHES [100] (of 100 records), BENCH_COLD_RUNS [10]
+#   BENCH_MEM_ROUTES [100000], BENCH_MEM_RESOLVES [1000000]
+#   BENCH_OUT [target/bench]  work dir: logs, raw results (results.jsonl), data dirs
+#
+# Only 127.0.0.1 is ever used; every load is a bounded loop. Processes this script starts
+# are stopped by their pids on exit; Redis keys and DynamoDB tables it made are deleted.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TM_CACHE="${TM_CACHE:-$HOME/.cache/traffic-manager}"
+OUT="${BENCH_OUT:-$ROOT/target/bench}"
+QUICK="${BENCH_QUICK:-}"
+q() { if [ -n "$QUICK" ]; then echo "$2"; else echo "$1"; fi; } # full / quick default
+RUNS="${BENCH_RUNS:-$(q 5 2)}"
+DURATION="${BENCH_DURATION:-$(q 8 3)}"
+CONNS="${BENCH_CONNECTIONS:-32}"
+THREADS="${BENCH_THREADS:-2}"
+CRIT_RUNS="${BENCH_CRITERION_RUNS:-$(q 3 1)}"
+CRIT_TIME="${BENCH_CRITERION_TIME:-$(q 3 1)}"
+MISS_ROUTES="${BENCH_MISS_ROUTES:-$(q 200 50)}"
+MISS_RUNS="${BENCH_MISS_RUNS:-$(q 5 2)}"
+BURST_TRIALS="${BENCH_BURST_TRIALS:-$(q 6 2)}"
+ZIPF_ROUTES="${BENCH_ZIPF_ROUTES:-100000}"
+ZIPF_RESOLVES="${BENCH_ZIPF_RESOLVES:-$(q 1000000 200000)}"
+ZIPF_RUNS="${BENCH_ZIPF_RUNS:-$(q 3 1)}"
+PROP_CHANGES="${BENCH_PROP_CHANGES:-$(q 200 40)}"
+PROP_PARALLEL="${BENCH_PROP_PARALLEL:-8}"
+PROP_RUNS="${BENCH_PROP_RUNS:-$(q 3 1)}"
+L1_TTL_MS="${BENCH_L1_TTL_MS:-1000}"
+CONSUMER_BATCHES="${BENCH_CONSUMER_BATCHES:-$(q 100 30)}"
+COLD_RUNS="${BENCH_COLD_RUNS:-$(q 10 3)}"
+MEM_ROUTES="${BENCH_MEM_ROUTES:-100000}"
+MEM_RESOLVES="${BENCH_MEM_RESOLVES:-$(q 1000000 200000)}"
+ONLY=" ${BENCH_ONLY:-http_l1 http_l2 miss criterion zipf burst propagation consumer coldstart memory} "
+
+RUN_ID="$$-$(date +%s)"
+TABLE="tm-bench-$RUN_ID"
+RESULTS="$OUT/results.jsonl"
+BIN="$ROOT/target/release"
+BENCH="$BIN/tm-bench"
+mkdir -p "$OUT"
+: >"$RESULTS"
+
+log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+want() { [[ "$ONLY" == *" $1 "* ]]; }
+
+# Backends for the drivers and the tm-local instances that use them (dummy credentials:
+# DynamoDB Local accepts any).
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-bench}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-bench}"
+export AWS_ENDPOINT_URL_DYNAMODB="${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:8000}"
+export TM_REDIS_URL="${TM_REDIS_URL:-redis://127.0.0.1:6379}"
+KAFKA="${TM_KAFKA_BROKERS:-127.0.0.1:9092}"
+export TM_JWT_SECRET="tm-bench-secret-$RUN_ID"
+export RUST_LOG="${RUST_LOG:-warn}"
+
+# ---------------------------------------------------------------- processes we start
+# Rows run in subshells (so that `set -e` holds inside them), so what they start is noted
+# in files: pids to stop, Redis key prefixes to delete.
+PID_FILE="$OUT/pids"
+PREFIX_FILE="$OUT/prefixes"
+: >"$PID_FILE"
+: >"$PREFIX_FILE"
+stop_pid() { # pid: TERM, then wait up to 10 s for it to go
+  local i
+  kill "$1" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.1
+  done
+}
+cleanup() {
+  local rc=$?
+  local pid p
+  while read -r pid; do [ -n "$pid" ] && stop_pid "$pid"; done <"$PID_FILE"
+  if [ -f "$OUT/nginx/nginx.pid" ]; then
+    stop_pid "$(cat "$OUT/nginx/nginx.pid")"
+  fi
+  if [ -x "$BENCH" ]; then
+    while read -r p; do
+      [ -n "$p" ] && { "$BENCH" cleanup --prefix "$p" >/dev/null 2>&1 || true; }
+    done <"$PREFIX_FILE"
+    "$BENCH" drop-table --table "$TABLE" >/dev/null 2>&1 || true
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    port_open "$p" || { echo "$p"; return; }
+  done
+}
+wait_http() { # url seconds
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  log "no answer from $1 within $2 s"
+  return 1
+}
+record() { "$BENCH" record "$@" >>"$RESULTS"; }
+
+# ---------------------------------------------------------------- tools, services, build
+install_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+  command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+  command -v curl >/dev/null || missing+=(curl)
+  if [ ${#missing[@]} -eq 0 ]; then log "tools: already installed"; return; fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log "tools: installing ${missing[*]} from Debian"
+  ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}") >&2
+  # nginx-light's package starts a system nginx where systemd runs; this script runs its own.
+}
+install_tools
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+log "services"
+scripts/start-services.sh all
+log "build (release)"
+cargo build --release --locked -p tm-local -p tm-resolve -p tm-bench >&2
+
+"$BENCH" machine --out "$OUT/machine.json" \
+  --tool "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" \
+  --tool "$("$NGINX" -v 2>&1 | head -1)" \
+  --tool "$(redis-server --version | cut -d' ' -f1-3)" \
+  --set "BENCH_RUNS=$RUNS" --set "BENCH_DURATION=${DURATION}s" --set "wrk=-t$THREADS -c$CONNS" \
+  --set "BENCH_ZIPF_RESOLVES=$ZIPF_RESOLVES" --set "BENCH_MEM_RESOLVES=$MEM_RESOLVES" \
+  --set "BENCH_PROP_CHANGES=$PROP_CHANGES" --set "TM_L1_TTL_MS=$L1_TTL_MS" \
+  --set "BENCH_ONLY=$(echo $ONLY)"
+log "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------- helpers for servers
+# start_tm NAME PORT [VAR=VALUE ...]: a tm-local with its own data dir and environment;
+# sets TM_PID.
+start_tm() {
+  local name=$1 port=$2
+  shift 2
+  local dir="$OUT/$name"
+  rm -rf "$dir" && mkdir -p "$dir"
+  env "$@" "$BIN/tm-local" init --data-dir "$dir/data" >"$dir/init.log" 2>&1
+  env "$@" "$BIN/tm-local" --listen "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/tm-local.log" 2>&1 &
+  TM_PID=$!
+  echo "$TM_PID" >>"$PID_FILE"
+  wait_http "http://127.0.0.1:$port/healthz" 30
+}
+note_prefix() { echo "$1" >>"$PREFIX_FILE"; }
+token() { # tenants scope
+  "$BIN/tm-local" token --data-dir "$OUT/token" --sub bench --tenants "$1" --scope "$2"
+}
+mkdir -p "$OUT/token"
+TOKEN_RW="$(token bench "routes:read routes:write routes:resolve")"
+TOKEN_R="$(token bench "routes:resolve")"
+ROUTE_BODY='{"endpoints":[
+  {"id":"blue","url":"https://blue.checkout.bench.internal:8443","weight":90,"region":"eu-west-1"},
+  {"id":"green","url":"https://green.checkout.bench.internal:8443","weight":10},
+  {"id":"dr","url":"https://dr.checkout.bench.internal","priority":1}]}'
+put_route() { # port service version
+  curl -sf -o /dev/null -X PUT "http://127.0.0.1:$1/v1/tenants/bench/services/$2/envs/prod/versions/$3" \
+    -H "Authorization: Bearer $TOKEN_RW" -H 'Content-Type: application/json' -d "$ROUTE_BODY"
+}
+x_cache() { # url
+  curl -s -D - -o /dev/null "$1" -H "Authorization: Bearer $TOKEN_R" | tr -d '\r' |
+    awk -F': ' 'tolower($1)=="x-cache"{print $2}'
+}
+# wrk_rate URL [header]: requests/s of one wrk run; fails on any non-2xx or socket error.
+wrk_rate() {
+  local out
+  if [ $# -gt 1 ]; then
+    out="$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -H "$2" "$1")"
+  else
+    out="$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$1")"
+  fi
+  if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
+    log "wrk saw errors on $1:"; echo "$out" >&2; return 1
+  fi
+  awk '/Requests\/sec/{print $2}' <<<"$out"
+}
+warm() { wrk -t"$THREADS" -c"$CONNS" -d2s "$@" >/dev/null; }
+# redis_rate ARGS...: requests/s reported by redis-benchmark -q (the last figure).
+redis_rate() {
+  redis-benchmark -h 127.0.0.1 -p 6379 -q "$@" | tr '\r' '\n' | grep -Eo '[0-9.]+ requests per second' |
+    tail -1 | cut -d' ' -f1
+}
+
+# ---------------------------------------------------------------- rows
+row_http_l1() {
+  log "http_l1: nginx static JSON vs tm-local, L1 hit ($RUNS × ${DURATION}s each, interleaved)"
+  local np tp html="$OUT/nginx/html"
+  np="$(free_port)"
+  mkdir -p "$html" "$OUT/nginx/logs"
+  # A static 120-byte JSON file, as the issue's baseline.
+  printf '%s' '{"endpoint":{"id":"blue","url":"https://blue.checkout.acme.internal:8443"},"version":"2.3","revision":7,"ttl_seconds":3}' >"$html/r.json"
+  [ "$(wc -c <"$html/r.json")" -eq 120 ] || { log "the static JSON is not 120 bytes"; return 1; }
+  cat >"$OUT/nginx/nginx.conf" <<EOF
+worker_processes auto;
+pid $OUT/nginx/nginx.pid;
+error_log $OUT/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$np;
+    root $html;
+    location / { default_type application/json; }
+  }
+}
+EOF
+  "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/logs/error.log"
+  wait_http "http://127.0.0.1:$np/r.json" 10
+  tp="$(free_port)"
+  start_tm l1 "$tp" TM_L1_TTL_MS="$L1_TTL_MS"
+  put_route "$tp" checkout 2.3.1
+  local url="http://127.0.0.1:$tp/v1/resolve/bench/checkout/prod/latest?key=user-42"
+  x_cache "$url" >/dev/null
+  local xc
+  xc="$(x_cache "$url")"
+  [ "$xc" = "hit-l1" ] || { log "expected an L1 hit, got '$xc'"; return 1; }
+  warm "http://127.0.0.1:$np/r.json"
+  warm -H "Authorization: Bearer $TOKEN_R" "$url"
+  local r n t
+  for ((r = 0; r < RUNS; r++)); do
+    if ((r % 2 == 0)); then
+      n="$(wrk_rate "http://127.0.0.1:$np/r.json")"
+      t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
+    else
+      t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
+      n="$(wrk_rate "http://127.0.0.1:$np/r.json")"
+    fi
+    record --row http_l1 --series nginx --run "$r" --value "$n" --unit req/s --note "static 120-byte JSON, keep-alive"
+    record --row http_l1 --series tm-local --run "$r" --value "$t" --unit req/s \
+      --note "GET /v1/resolve/.../latest?key=, HS256 token checked, X-Cache hit-l1"
+  done
+  stop_pid "$(cat "$OUT/nginx/nginx.pid")"
+  stop_pid "$TM_PID"
+}
+
+row_http_l2() {
+  log "http_l2: redis-benchmark GET vs tm-local with L1 off, Redis hits ($RUNS runs, interleaved)"
+  local tp prefix="tm-bench-l2-$RUN_ID:"
+  note_prefix "$prefix"
+  tp="$(free_port)"
+  start_tm l2 "$tp" TM_L1_TTL_MS=0 TM_TABLE_NAME="$TABLE" TM_REDIS_PREFIX="$prefix"
+  put_route "$tp" checkout 2.3.1
+  local url="http://127.0.0.1:$tp/v1/resolve/bench/checkout/prod/2.3.1?key=user-42"
+  local xc i
+  for i in $(seq 1 50); do
+    xc="$(x_cache "$url")"
+    [ "$xc" = "hit-l2" ] && break
+    sleep 0.1
+  done
+  [ "$xc" = "hit-l2" ] || { log "expected a shared-cache hit, got '$xc'"; return 1; }
+  # The baseline GETs a key holding exactly what tm-local's HGET returns.
+  local key="${prefix}get" entry
+  entry="$(redis-cli -h 127.0.0.1 HGET "${prefix}{bench/checkout/prod}" 2.3.1)"
+  redis-cli -h 127.0.0.1 SET "$key" "$entry" >/dev/null
+  local n_req=$((DURATION * 90000))
+  warm -H "Authorization: Bearer $TOKEN_R" "$url"
+  local r b t
+  for ((r = 0; r < RUNS; r++)); do
+    if ((r % 2 == 0)); then
+      b="$(redis_rate -c "$CONNS" -n "$n_req" GET "$key")"
+      t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
+    else
+      t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
+      b="$(redis_rate -c "$CONNS" -n "$n_req" GET "$key")"
+    fi
+    record --row http_l2 --series "redis-benchmark GET" --run "$r" --value "$b" --unit req/s \
+      --note "redis-benchmark -c $CONNS GET of a ${#entry}-byte value (the cached route entry)"
+    record --row http_l2 --series tm-local --run "$r" --value "$t" --unit req/s \
+      --note "TM_L1_TTL_MS=0, exact version: one Redis HGET per resolve, X-Cache hit-l2"
+  done
+  stop_pid "$TM_PID"
+}
+
+row_miss() {
+  log "miss: resolve on a miss vs raw GetItem, DynamoDB Local"
+  "$BENCH" miss --table "$TABLE" --routes "$MISS_ROUTES" --runs "$MISS_RUNS" >>"$RESULTS"
+}
+
+row_burst() {
+  log "burst: 1,000 concurrent misses on one key"
+  "$BENCH" burst --table "$TABLE" --trials "$BURST_TRIALS" >>"$RESULTS"
+}
+
+row_criterion() {
+  log "criterion: core benches ($CRIT_RUNS runs)"
+  cargo bench --locked -p tm-core --bench resolution --no-run >&2
+  cargo bench --locked -p tm-bench --bench handler --no-run >&2
+  local r since
+  for ((r = 0; r < CRIT_RUNS; r++)); do
+    since="$(date +%s%3N)"
+    cargo bench --locked -q -p tm-core --bench resolution -- --warm-up-time 1 \
+      --measurement-time "$CRIT_TIME" --noplot >"$OUT/criterion-$r.log" 2>&1
+    cargo bench --locked -q -p tm-bench --bench handler -- --warm-up-time 1 \
+      --measurement-time "$CRIT_TIME" --noplot >>"$OUT/criterion-$r.log" 2>&1
+    "$BENCH" criterion --dir "$ROOT/target/criterion" --run "$r" --since-ms "$since" >>"$RESULTS"
+  done
+}
+
+row_zipf() {
+  log "zipf: Zipf(1.1) over $ZIPF_ROUTES routes, $ZIPF_RESOLVES resolves per phase, $ZIPF_RUNS runs"
+  "$BENCH" zipf --routes "$ZIPF_ROUTES" --resolves "$ZIPF_RESOLVES" --runs "$ZIPF_RUNS" \
+    --l1-ttl-ms "$L1_TTL_MS" >>"$RESULTS"
+}
+
+row_propagation() {
+  log "propagation: $PROP_CHANGES changes per run through DynamoDB Local, Kafka (Tansu), Redis"
+  local tp prefix="tm-bench-prop-$RUN_ID:"
+  note_prefix "$prefix"
+  tp="$(free_port)"
+  start_tm prop "$tp" TM_L1_TTL_MS="$L1_TTL_MS" TM_TABLE_NAME="$TABLE" TM_REDIS_PREFIX="$prefix" \
+    TM_KAFKA_BROKERS="$KAFKA" TM_KAFKA_TOPIC="tm-bench-events-$RUN_ID" \
+    TM_KAFKA_GROUP="tm-bench-$RUN_ID"
+  "$BENCH" propagation --addr "127.0.0.1:$tp" --token "$TOKEN_RW" --redis-prefix "$prefix" \
+    --l1-ttl-ms "$L1_TTL_MS" --changes "$PROP_CHANGES" --parallel "$PROP_PARALLEL" \
+    --runs "$PROP_RUNS" >>"$RESULTS"
+  stop_pid "$TM_PID"
+}
+
+row_consumer() {
+  log "consumer: 100-record MSK batches into Redis vs redis-benchmark SET -P 100 ($RUNS runs)"
+  local key="tm-bench-set-$RUN_ID:k" value r b
+  note_prefix "tm-bench-set-$RUN_ID:"
+  value="$(head -c 384 /dev/zero | tr '\0' 'x')"
+  for ((r = 0; r < RUNS; r++)); do
+    if ((r % 2 == 0)); then
+      b="$(redis_rate -c 1 -P 100 -n 300000 SET "$key" "$value")"
+      "$BENCH" consumer --batches "$CONSUMER_BATCHES" --run "$r" >>"$RESULTS"
+    else
+      "$BENCH" consumer --batches "$CONSUMER_BATCHES" --run "$r" >>"$RESULTS"
+      b="$(redis_rate -c 1 -P 100 -n 300000 SET "$key" "$value")"
+    fi
+    record --row consumer --series "redis-benchmark SET -P 100" --run "$r" --value "$b" --unit ops/s \
+      --note "redis-benchmark -c 1 -P 100 SET of a 384-byte value"
+  done
+}
+
+row_coldstart() {
+  log "coldstart: tm-resolve under a local Runtime API ($COLD_RUNS runs)"
+  "$BENCH" coldstart --bin "$BIN/tm-resolve" --table "$TABLE" --runs "$COLD_RUNS" >>"$RESULTS"
+}
+
+row_memory() {
+  log "memory: tm-local RSS over $MEM_RESOLVES resolves of $MEM_ROUTES routes"
+  local tp prefix="tm-bench-mem-$RUN_ID:"
+  note_prefix "$prefix"
+  tp="$(free_port)"
+  start_tm mem "$tp" TM_L1_TTL_MS="$L1_TTL_MS" TM_TABLE_NAME="$TABLE" TM_REDIS_PREFIX="$prefix"
+  "$BENCH" memory --addr "127.0.0.1:$tp" --pid "$TM_PID" --token "$TOKEN_R" --redis-prefix "$prefix" \
+    --routes "$MEM_ROUTES" --resolves "$MEM_RESOLVES" --connections "$CONNS" \
+    --every $((MEM_RESOLVES / 10)) >>"$RESULTS"
+  stop_pid "$TM_PID"
+}
+
+START=$(date +%s)
+for row in http_l1 http_l2 miss criterion zipf burst propagation consumer coldstart memory; do
+  if want "$row"; then
+    t0=$(date +%s)
+    # A subshell in the background, so that `set -e` stays in force inside the row.
+    ("row_$row") &
+    if ! wait $!; then
+      log "$row: FAILED (see the log above); the report shows what it measured before"
+    fi
+    log "$row: $(($(date +%s) - t0)) s"
+  fi
+done
+
+"$BENCH" report --results "$RESULTS" --machine "$OUT/machine.json" \
+  --md "$ROOT/docs/benchmarks.md" --json "$ROOT/docs/benchmarks.json"
+log "done in $(($(date +%s) - START)) s: docs/benchmarks.md, docs/benchmarks.json (raw: $RESULTS)"
