@@ -212,12 +212,13 @@ redis_rate() {
 }
 
 # ---------------------------------------------------------------- rows
-row_http_l1() {
-  log "http_l1: nginx static JSON vs tm-local, L1 hit ($RUNS × ${DURATION}s each, interleaved)"
-  local np tp html="$OUT/nginx/html"
+# start_nginx: nginx serving a static 120-byte JSON file (the issue's baseline) with its
+# strongest settings for this test (keep-alive without a request limit, no access log);
+# sets NGINX_URL.
+start_nginx() {
+  local html="$OUT/nginx/html" np
   np="$(free_port)"
   mkdir -p "$html" "$OUT/nginx/logs"
-  # A static 120-byte JSON file, as the issue's baseline.
   printf '%s' '{"endpoint":{"id":"blue","url":"https://blue.checkout.acme.internal:8443"},"version":"2.3","revision":7,"ttl_seconds":3}' >"$html/r.json"
   [ "$(wc -c <"$html/r.json")" -eq 120 ] || { log "the static JSON is not 120 bytes"; return 1; }
   cat >"$OUT/nginx/nginx.conf" <<EOF
@@ -236,7 +237,17 @@ http {
 }
 EOF
   "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/logs/error.log"
-  wait_http "http://127.0.0.1:$np/r.json" 10
+  NGINX_URL="http://127.0.0.1:$np/r.json"
+  wait_http "$NGINX_URL" 10
+}
+stop_nginx() {
+  if [ -f "$OUT/nginx/nginx.pid" ]; then stop_pid "$(cat "$OUT/nginx/nginx.pid")"; fi
+}
+
+row_http_l1() {
+  log "http_l1: nginx static JSON vs tm-local, L1 hit ($RUNS × ${DURATION}s each, interleaved)"
+  start_nginx
+  local tp
   tp="$(free_port)"
   start_tm l1 "$tp" TM_L1_TTL_MS="$L1_TTL_MS"
   put_route "$tp" checkout 2.3.1
@@ -245,22 +256,22 @@ EOF
   local xc
   xc="$(x_cache "$url")"
   [ "$xc" = "hit-l1" ] || { log "expected an L1 hit, got '$xc'"; return 1; }
-  warm "http://127.0.0.1:$np/r.json"
+  warm "$NGINX_URL"
   warm -H "Authorization: Bearer $TOKEN_R" "$url"
   local r n t
   for ((r = 0; r < RUNS; r++)); do
     if ((r % 2 == 0)); then
-      n="$(wrk_rate "http://127.0.0.1:$np/r.json")"
+      n="$(wrk_rate "$NGINX_URL")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
     else
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
-      n="$(wrk_rate "http://127.0.0.1:$np/r.json")"
+      n="$(wrk_rate "$NGINX_URL")"
     fi
     record --row http_l1 --series nginx --run "$r" --value "$n" --unit req/s --note "static 120-byte JSON, keep-alive"
     record --row http_l1 --series tm-local --run "$r" --value "$t" --unit req/s \
       --note "GET /v1/resolve/.../latest?key=, HS256 token checked, X-Cache hit-l1"
   done
-  stop_pid "$(cat "$OUT/nginx/nginx.pid")"
+  stop_nginx
   stop_pid "$TM_PID"
 }
 
@@ -284,13 +295,17 @@ row_http_l2() {
   entry="$(redis-cli -h 127.0.0.1 HGET "${prefix}{bench/checkout/prod}" 2.3.1)"
   redis-cli -h 127.0.0.1 SET "$key" "$entry" >/dev/null
   local n_req=$((DURATION * 90000))
+  # nginx too: the most any HTTP server answers under the same wrk load, in the same run.
+  start_nginx
   warm -H "Authorization: Bearer $TOKEN_R" "$url"
-  local r b t
+  local r b t n
   for ((r = 0; r < RUNS; r++)); do
     if ((r % 2 == 0)); then
       b="$(redis_rate -c "$CONNS" -n "$n_req" GET "$key")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
+      n="$(wrk_rate "$NGINX_URL")"
     else
+      n="$(wrk_rate "$NGINX_URL")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
       b="$(redis_rate -c "$CONNS" -n "$n_req" GET "$key")"
     fi
@@ -298,7 +313,10 @@ row_http_l2() {
       --note "redis-benchmark -c $CONNS GET of a ${#entry}-byte value (the cached route entry)"
     record --row http_l2 --series tm-local --run "$r" --value "$t" --unit req/s \
       --note "TM_L1_TTL_MS=0, exact version: one Redis HGET per resolve, X-Cache hit-l2"
+    record --row http_l2 --series nginx --run "$r" --value "$n" --unit req/s \
+      --note "static 120-byte JSON under the same wrk load"
   done
+  stop_nginx
   stop_pid "$TM_PID"
 }
 
@@ -355,9 +373,9 @@ row_consumer() {
   for ((r = 0; r < RUNS; r++)); do
     if ((r % 2 == 0)); then
       b="$(redis_rate -c 1 -P 100 -n 300000 SET "$key" "$value")"
-      "$BENCH" consumer --batches "$CONSUMER_BATCHES" --run "$r" >>"$RESULTS"
+      "$BENCH" consumer --batches "$CONSUMER_BATCHES" --run "$r" >>"$RESULTS" 2>>"$OUT/consumer.log"
     else
-      "$BENCH" consumer --batches "$CONSUMER_BATCHES" --run "$r" >>"$RESULTS"
+      "$BENCH" consumer --batches "$CONSUMER_BATCHES" --run "$r" >>"$RESULTS" 2>>"$OUT/consumer.log"
       b="$(redis_rate -c 1 -P 100 -n 300000 SET "$key" "$value")"
     fi
     record --row consumer --series "redis-benchmark SET -P 100" --run "$r" --value "$b" --unit ops/s \

@@ -63,7 +63,7 @@ install_deny() {
     log "cargo-deny: already installed"
     return
   fi
-  log "cargo-deny: building (a few minutes cold on 2 cores)"
+  log "cargo-deny: building (about 10 minutes cold on 2 cores)"
   CARGO_TARGET_DIR="$TM_CACHE/deny-build" \
     cargo install cargo-deny --locked --root "$TM_CACHE/deny"
   rm -rf "$TM_CACHE/deny-build"

@@ -33,6 +33,11 @@ OUT="$ROOT/target/schemathesis"
 MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-40}"
 MAX_TIME="${SCHEMATHESIS_MAX_TIME:-150}"
 SEED="${SCHEMATHESIS_SEED:-1}"
+# The coverage phase is left out by default: in schemathesis 4.32 it sometimes dies inside
+# hypothesis ("AST constructor recursion depth mismatch"), a tool fault that says nothing
+# about the server but fails the run. SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful
+# runs it too.
+PHASES="${SCHEMATHESIS_PHASES:-examples,fuzzing,stateful}"
 
 log() { echo "[schemathesis] $*" >&2; }
 
@@ -119,7 +124,7 @@ status=0
   --url "$BASE" \
   --header "Authorization: Bearer $TOKEN" \
   --checks "$CHECKS" \
-  --phases examples,coverage,fuzzing,stateful \
+  --phases "$PHASES" \
   --mode all \
   --max-examples "$MAX_EXAMPLES" \
   --max-time "$MAX_TIME" \

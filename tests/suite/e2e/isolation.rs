@@ -152,9 +152,15 @@ fn scope_without(needs: &[&str]) -> String {
         .join(" ")
 }
 
-#[tokio::test]
-async fn every_endpoint_answers_every_caller_with_the_contracts_status() {
-    let (srv, _dir) = TmLocal::start(&[("TM_L1_TTL_MS", "0")]);
+/// The matrix: every caller × every endpoint, on tm-local started with `env`.
+pub(super) async fn matrix(env: &[(&str, &str)]) {
+    let mut env: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "TM_L1_TTL_MS")
+        .collect();
+    env.push(("TM_L1_TTL_MS", "0"));
+    let (srv, _dir) = TmLocal::start(&env);
     let http = Http::new(&srv.base);
     let owner = admin("acme");
     let cases = cases();
@@ -236,9 +242,9 @@ async fn every_endpoint_answers_every_caller_with_the_contracts_status() {
     );
 }
 
-#[tokio::test]
-async fn another_tenant_sees_nothing_of_acme_in_its_own_lists() {
-    let (srv, _dir) = TmLocal::start(&[]);
+/// Another tenant's lists, audit and resolve show nothing of acme's, on tm-local with `env`.
+pub(super) async fn lists_are_per_tenant(env: &[(&str, &str)]) {
+    let (srv, _dir) = TmLocal::start(env);
     let http = Http::new(&srv.base);
     let acme = admin("acme");
     let other = admin("other");
@@ -302,9 +308,9 @@ async fn another_tenant_sees_nothing_of_acme_in_its_own_lists() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn a_star_token_still_gets_400_for_a_name_that_breaks_the_rules() {
-    let (srv, _dir) = TmLocal::start(&[]);
+/// A `*` token still gets 400 for a malformed name, on tm-local with `env`.
+pub(super) async fn star_token_still_validates(env: &[(&str, &str)]) {
+    let (srv, _dir) = TmLocal::start(env);
     let http = Http::new(&srv.base);
     let star = token("root", "*", ALL);
     let acme = admin("acme");
@@ -327,4 +333,19 @@ async fn a_star_token_still_gets_400_for_a_name_that_breaks_the_rules() {
             "{path}: authorisation comes before validation"
         );
     }
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_every_caller_with_the_contracts_status() {
+    matrix(&[]).await;
+}
+
+#[tokio::test]
+async fn another_tenant_sees_nothing_of_acme_in_its_own_lists() {
+    lists_are_per_tenant(&[]).await;
+}
+
+#[tokio::test]
+async fn a_star_token_still_gets_400_for_a_name_that_breaks_the_rules() {
+    star_token_still_validates(&[]).await;
 }

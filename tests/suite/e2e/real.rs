@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// The environment of one isolated real-backend tm-local, after `tm-local init` created
 /// its table and topics.
-fn real_env() -> Vec<(String, String)> {
+pub(super) fn real_env() -> Vec<(String, String)> {
     let id = format!("{:016x}", fastrand_id());
     let env: Vec<(String, String)> = [
         ("TM_L1_TTL_MS", "200".to_owned()),
@@ -83,4 +83,7 @@ on_real_backends! {
     on_real_backends_resolve_selects_versions_and_endpoints_by_the_rules => s::resolve_rules;
     on_real_backends_health_endpoints_need_no_token => s::health;
     on_real_backends_concurrent_writers_each_get_their_own_revision => s::concurrent_writes;
+    on_real_backends_isolation_every_endpoint_answers_every_caller_with_the_contracts_status => super::isolation::matrix;
+    on_real_backends_isolation_another_tenant_sees_nothing_of_acme_in_its_own_lists => super::isolation::lists_are_per_tenant;
+    on_real_backends_isolation_a_star_token_still_gets_400_for_a_name_that_breaks_the_rules => super::isolation::star_token_still_validates;
 }

@@ -10,7 +10,9 @@
 //!   `HGET` (nothing), `GetItem`, decode, the Redis fill, the endpoint choice and the JSON
 //!   answer;
 //! - `resolve (miss, no shared cache)`: the same with a cache that holds nothing and
-//!   costs nothing, to tell the resolver's own overhead from Redis's round trips.
+//!   costs nothing, to tell the resolver's own overhead from Redis's round trips;
+//! - `Redis HGET round trip`: the shared-cache lookup alone (the guarded adapter's `get`
+//!   of an absent field), the least any cache-aside miss must add to the store read.
 //!
 //! Requests are parsed before the clock starts; only `handle` is timed.
 
@@ -102,6 +104,24 @@ async fn resolve_loop(handler: &ResolveHandler, routes: usize) -> anyhow::Result
     Ok(total.as_secs_f64() * 1e6 / routes as f64)
 }
 
+/// Mean microseconds per shared-cache lookup of an absent version.
+async fn lookup_loop(cache: &dyn SharedCache, routes: usize) -> anyhow::Result<f64> {
+    let mut total = Duration::ZERO;
+    for i in 0..routes {
+        let key = fixtures::key(i, "9.9.9");
+        let started = Instant::now();
+        let got = cache
+            .get(&key)
+            .await
+            .map_err(|e| anyhow::anyhow!("HGET: {e}"))?;
+        total += started.elapsed();
+        if got.is_some() {
+            bail!("the lookup prefix holds {key}");
+        }
+    }
+    Ok(total.as_secs_f64() * 1e6 / routes as f64)
+}
+
 fn handler(
     store: Arc<dyn tm_core::ports::RouteReader>,
     cache: Arc<dyn SharedCache>,
@@ -125,9 +145,16 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     )
     .await?;
     let mut prefixes = Vec::new();
+    let lookups = redis_cache(&unique_prefix("miss-rtt")).await?;
     for run in 0..args.runs {
-        for step in 0..3 {
-            match (run as usize + step) % 3 {
+        for step in 0..4 {
+            match (run as usize + step) % 4 {
+                3 => {
+                    let us = lookup_loop(lookups.as_ref(), args.routes).await?;
+                    Record::new(ROW, "Redis HGET round trip", run, us, "µs/call")
+                        .note("guarded RedisCache::get of an absent version, sequential")
+                        .emit();
+                }
                 0 => {
                     let us = raw_loop(&client, &args.table, args.routes).await?;
                     Record::new(ROW, "GetItem (SDK)", run, us, "µs/call")

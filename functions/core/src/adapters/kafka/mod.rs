@@ -15,6 +15,7 @@
 //! rdkafka types never leave this module: callers see [`ConsumedRecord`] and the crate's
 //! [`Error`].
 
+pub mod bootstrap;
 pub mod consumer;
 pub mod dead_letters;
 pub mod msk_iam;
@@ -118,7 +119,13 @@ impl KafkaCluster {
     /// Brokers reached as `auth` says. For [`KafkaAuth::MskIam`] this loads the AWS
     /// credentials and region once (the default provider chain) and fails when there are
     /// none, so a misconfigured function fails at start-up, not on its first event.
+    /// `brokers` may also be an MSK cluster ARN: the brokers are then looked up once with
+    /// `GetBootstrapBrokers` ([`bootstrap`]).
     pub async fn connect(brokers: impl Into<String>, auth: KafkaAuth) -> Result<Self> {
+        let mut brokers = brokers.into();
+        if bootstrap::is_cluster_arn(&brokers) {
+            brokers = bootstrap::lookup(&brokers, auth).await?;
+        }
         let mut cluster = Self::plaintext(brokers);
         if auth == KafkaAuth::MskIam {
             cluster.iam = Some(msk_iam::MskIamTokens::from_environment().await?);
