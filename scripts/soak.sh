@@ -11,7 +11,8 @@
 # Knobs (environment, defaults in brackets): SOAK_RATE [2000] req/s, SOAK_DURATION [600] s,
 # SOAK_ROUTES [1000], SOAK_SAMPLE [10] s, SOAK_WRITE_PERMILLE [10], SOAK_INFLIGHT [512]
 # (requests in flight before the driver sheds and counts an error), TM_L1_TTL_MS [1000],
-# SOAK_OUT [target/soak] work dir, SOAK_NO_DOCS=1 to leave docs/ alone.
+# SOAK_OUT [target/soak] work dir, SOAK_NO_DOCS=1 to leave docs/ alone, SOAK_NO_BUILD=1 to
+# use the release binaries already in target/release.
 #
 # Only 127.0.0.1 is used; the load stops by itself. What this script starts (tm-local) is
 # stopped by its pid on exit; its DynamoDB table and Redis keys are deleted.
@@ -69,9 +70,18 @@ free_port() {
 
 log "services"
 scripts/start-services.sh all
-log "build (release)"
-cargo build --release -p tm-local -p tm-bench >&2
-cargo build --release -p tm-tests --bin soak >&2
+if [ -z "${SOAK_NO_BUILD:-}" ]; then
+  log "build (release)"
+  cargo build --release -p tm-local -p tm-bench >&2
+  cargo build --release -p tm-tests --bin soak >&2
+fi
+# Run copies, so that a build elsewhere during the soak cannot swap a binary underneath.
+mkdir -p "$OUT/bin"
+for b in tm-local tm-bench soak; do
+  [ -x "$BIN/$b" ] || { log "$BIN/$b is missing (build it, or drop SOAK_NO_BUILD)"; exit 1; }
+  cp -f "$BIN/$b" "$OUT/bin/$b"
+done
+BIN="$OUT/bin"
 
 log "tm-local init (table $ID, topic $ID)"
 "$BIN/tm-local" init --data-dir "$OUT/data" >"$OUT/init.log" 2>&1

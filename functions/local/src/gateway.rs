@@ -253,8 +253,8 @@ pub fn query_map(query: Option<&str>) -> HashMap<String, String> {
     let mut map: HashMap<String, String> = HashMap::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = api::percent_decode(&k.replace('+', " "));
-        let v = api::percent_decode(&v.replace('+', " "));
+        let k = decode_query_part(k);
+        let v = decode_query_part(v);
         map.entry(k)
             .and_modify(|old| {
                 old.push(',');
@@ -263,6 +263,15 @@ pub fn query_map(query: Option<&str>) -> HashMap<String, String> {
             .or_insert(v);
     }
     map
+}
+
+/// `+` as a space, then `%XX` escapes; the common plain text is copied once.
+fn decode_query_part(s: &str) -> String {
+    if s.contains('+') {
+        api::percent_decode(&s.replace('+', " "))
+    } else {
+        api::percent_decode(s)
+    }
 }
 
 async fn handle(

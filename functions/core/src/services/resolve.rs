@@ -40,8 +40,13 @@ impl CacheSource {
 
 /// How long an expired L1 answer may still be served while the store is unreachable.
 const STALE_FOR: Duration = Duration::from_secs(300);
-/// Most L1 entries (selector answers) kept per process.
-const L1_CAPACITY: u64 = 200_000;
+/// The most memory L1 may hold, by the estimate of [`entry_bytes`]. A budget in bytes,
+/// not in entries: a route may hold 64 endpoints with 2 KB URLs, so a count alone bounds
+/// nothing (200,000 entries were 320 MB of 3-endpoint routes; of large routes they would
+/// be gigabytes). 128 MiB keeps tm-local under 200 MB and leaves the resolve Lambda (512
+/// MB) room; it holds about 90,000 entries of 3-endpoint routes. When full, the cache
+/// keeps the entries used most (TinyLFU), so the hot routes stay.
+const L1_BUDGET_BYTES: u64 = 128 * 1024 * 1024;
 /// A "no such route" answer is kept at most this long in L1, so a create shows up fast.
 const NEGATIVE_TTL: Duration = Duration::from_millis(500);
 
@@ -66,6 +71,48 @@ impl L1Key {
 struct L1Entry {
     route: Option<Arc<Route>>,
     fresh_until: Instant,
+    /// [`entry_bytes`], computed once.
+    weight: u32,
+}
+
+/// What an L1 entry costs in memory, estimated: the cache's own bookkeeping, the key, and
+/// the decoded route with its allocations (each heap block costs its length rounded up
+/// to 16 bytes, plus 16). Measured against the real thing: a 3-endpoint route with short
+/// names and ~40-character URLs is about 1.45 KB as an entry, and estimates to about that.
+fn entry_bytes(key: &L1Key, route: Option<&Route>) -> u32 {
+    /// moka's per-entry bookkeeping (entry, deque nodes, hash) and the `Arc<L1Entry>`.
+    const ENTRY: usize = 420;
+    fn block(len: usize) -> usize {
+        if len == 0 {
+            0
+        } else {
+            len.div_ceil(16) * 16 + 16
+        }
+    }
+    let mut bytes = ENTRY + block(key.0.len());
+    if let Some(r) = route {
+        bytes += block(std::mem::size_of::<Route>() + 16);
+        for s in [
+            r.tenant.as_str(),
+            r.service.as_str(),
+            r.env.as_str(),
+            r.version.as_str(),
+            r.updated_by.as_str(),
+        ] {
+            bytes += block(s.len());
+        }
+        bytes +=
+            block(r.endpoints.capacity() * std::mem::size_of::<crate::domain::route::Endpoint>());
+        for e in &r.endpoints {
+            bytes += block(e.id.as_str().len()) + block(e.url.len());
+            bytes += e.region.as_ref().map_or(0, |g| block(g.as_str().len()));
+        }
+        for (k, v) in &r.labels {
+            // Plus the B-tree's share of a node per pair.
+            bytes += block(k.as_str().len()) + block(v.as_str().len()) + 64;
+        }
+    }
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 type Loaded = std::result::Result<(Option<Arc<Route>>, CacheSource), Error>;
@@ -84,7 +131,8 @@ impl Resolver {
     pub fn new(store: Arc<dyn RouteReader>, cache: Arc<dyn SharedCache>, l1_ttl: Duration) -> Self {
         let l1 = (!l1_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
-                .max_capacity(L1_CAPACITY)
+                .max_capacity(L1_BUDGET_BYTES)
+                .weigher(|_: &L1Key, e: &Arc<L1Entry>| e.weight)
                 .time_to_live(l1_ttl + STALE_FOR)
                 .build()
         });
@@ -121,9 +169,11 @@ impl Resolver {
                     } else {
                         self.l1_ttl.min(NEGATIVE_TTL)
                     };
+                    let weight = entry_bytes(&key, route.as_deref());
                     l1.insert(
                         key,
                         Arc::new(L1Entry {
+                            weight,
                             route: route.clone(),
                             fresh_until: Instant::now() + ttl,
                         }),
@@ -542,6 +592,31 @@ mod tests {
             r.resolve(&svc(), "2.0.0", &missing).await.unwrap_err(),
             Error::NotFound
         );
+    }
+
+    #[test]
+    fn l1_entries_weigh_what_their_routes_hold() {
+        let key = L1Key::new(&svc(), "latest");
+        let small = RouteSpec::from_json(
+            br#"{"endpoints":[{"id":"blue","url":"https://blue-1.checkout.internal:8443","weight":90},{"id":"green","url":"https://green-1.checkout.internal:8443","weight":10},{"id":"dr","url":"https://dr.checkout.internal","priority":1}]}"#,
+        )
+        .unwrap();
+        let rk = RouteKey::parse("bench", "svc-12345", "prod", "1.0.0").unwrap();
+        let small = Route::from_spec(&rk, small, 1, Timestamp::from_millis(0), "bench");
+        // Measured: about 1.45 KB per entry of this route (decoded route + moka entry).
+        let w = entry_bytes(&key, Some(&small));
+        assert!((1_200..=1_700).contains(&w), "{w}");
+        assert!(entry_bytes(&key, None) < 600);
+        // The largest route the contract allows weighs what it holds.
+        let url = format!("https://{}.example", "a".repeat(2000));
+        let eps: Vec<String> = (0..64)
+            .map(|i| format!(r#"{{"id":"e{i}","url":"{url}"}}"#))
+            .collect();
+        let big =
+            RouteSpec::from_json(format!(r#"{{"endpoints":[{}]}}"#, eps.join(",")).as_bytes())
+                .unwrap();
+        let big = Route::from_spec(&rk, big, 1, Timestamp::from_millis(0), "bench");
+        assert!(entry_bytes(&key, Some(&big)) > 128_000);
     }
 
     #[test]
