@@ -73,7 +73,8 @@ export AWS_ENDPOINT_URL_DYNAMODB="${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:
 export TM_REDIS_URL="${TM_REDIS_URL:-redis://127.0.0.1:6379}"
 KAFKA="${TM_KAFKA_BROKERS:-127.0.0.1:9092}"
 export TM_JWT_SECRET="tm-bench-secret-$RUN_ID"
-export RUST_LOG="${RUST_LOG:-warn}"
+# RUST_LOG is left as the caller has it: unset, tm-local and the functions log at `info`,
+# as they ship.
 
 # ---------------------------------------------------------------- processes we start
 # Rows run in subshells (so that `set -e` holds inside them), so what they start is noted
@@ -147,6 +148,11 @@ log "services"
 scripts/start-services.sh all
 log "build (release)"
 cargo build --release --locked -p tm-local -p tm-resolve -p tm-bench >&2
+if want criterion; then
+  # The bench profile builds the criterion benches (a first build takes minutes).
+  cargo bench --locked -p tm-core --bench resolution --no-run >&2
+  cargo bench --locked -p tm-bench --bench handler --no-run >&2
+fi
 
 "$BENCH" machine --out "$OUT/machine.json" \
   --tool "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" \
@@ -247,32 +253,47 @@ stop_nginx() {
 row_http_l1() {
   log "http_l1: nginx static JSON vs tm-local, L1 hit ($RUNS × ${DURATION}s each, interleaved)"
   start_nginx
-  local tp
+  local tp wp
   tp="$(free_port)"
   start_tm l1 "$tp" TM_L1_TTL_MS="$L1_TTL_MS"
+  local tm_pid=$TM_PID
+  # The same with logging at `warn`: what the per-request `info` span costs.
+  wp="$(free_port)"
+  start_tm l1warn "$wp" TM_L1_TTL_MS="$L1_TTL_MS" RUST_LOG=warn
+  local warn_pid=$TM_PID
   put_route "$tp" checkout 2.3.1
+  put_route "$wp" checkout 2.3.1
   local url="http://127.0.0.1:$tp/v1/resolve/bench/checkout/prod/latest?key=user-42"
-  x_cache "$url" >/dev/null
-  local xc
-  xc="$(x_cache "$url")"
-  [ "$xc" = "hit-l1" ] || { log "expected an L1 hit, got '$xc'"; return 1; }
+  local wurl="http://127.0.0.1:$wp/v1/resolve/bench/checkout/prod/latest?key=user-42"
+  local u xc
+  for u in "$url" "$wurl"; do
+    x_cache "$u" >/dev/null
+    xc="$(x_cache "$u")"
+    [ "$xc" = "hit-l1" ] || { log "expected an L1 hit, got '$xc'"; return 1; }
+  done
   warm "$NGINX_URL"
   warm -H "Authorization: Bearer $TOKEN_R" "$url"
-  local r n t
+  warm -H "Authorization: Bearer $TOKEN_R" "$wurl"
+  local r n t w
   for ((r = 0; r < RUNS; r++)); do
     if ((r % 2 == 0)); then
       n="$(wrk_rate "$NGINX_URL")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
+      w="$(wrk_rate "$wurl" "Authorization: Bearer $TOKEN_R")"
     else
+      w="$(wrk_rate "$wurl" "Authorization: Bearer $TOKEN_R")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
       n="$(wrk_rate "$NGINX_URL")"
     fi
     record --row http_l1 --series nginx --run "$r" --value "$n" --unit req/s --note "static 120-byte JSON, keep-alive"
     record --row http_l1 --series tm-local --run "$r" --value "$t" --unit req/s \
-      --note "GET /v1/resolve/.../latest?key=, HS256 token checked, X-Cache hit-l1"
+      --note "GET /v1/resolve/.../latest?key=, HS256 token checked, X-Cache hit-l1, default log level (info)"
+    record --row http_l1 --series "tm-local, RUST_LOG=warn" --run "$r" --value "$w" --unit req/s \
+      --note "the same with logging at warn"
   done
   stop_nginx
-  stop_pid "$TM_PID"
+  stop_pid "$tm_pid"
+  stop_pid "$warn_pid"
 }
 
 row_http_l2() {
@@ -332,8 +353,6 @@ row_burst() {
 
 row_criterion() {
   log "criterion: core benches ($CRIT_RUNS runs)"
-  cargo bench --locked -p tm-core --bench resolution --no-run >&2
-  cargo bench --locked -p tm-bench --bench handler --no-run >&2
   local r since
   for ((r = 0; r < CRIT_RUNS; r++)); do
     since="$(date +%s%3N)"
@@ -361,7 +380,7 @@ row_propagation() {
     TM_KAFKA_GROUP="tm-bench-$RUN_ID"
   "$BENCH" propagation --addr "127.0.0.1:$tp" --token "$TOKEN_RW" --redis-prefix "$prefix" \
     --l1-ttl-ms "$L1_TTL_MS" --changes "$PROP_CHANGES" --parallel "$PROP_PARALLEL" \
-    --runs "$PROP_RUNS" >>"$RESULTS"
+    --runs "$PROP_RUNS" --kafka-brokers "$KAFKA" --kafka-topic "tm-bench-events-$RUN_ID" >>"$RESULTS"
   stop_pid "$TM_PID"
 }
 

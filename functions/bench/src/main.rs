@@ -20,7 +20,7 @@ const USAGE: &str = "usage: tm-bench <command> [--flag value ...]
                [--concurrency 32] [--l1-ttl-ms 1000]
   consumer     [--batches 100] [--batch 100] [--partitions 3] [--run 0] [--prototypes true]
   propagation  --addr HOST:PORT --token T --redis-prefix P [--l1-ttl-ms 1000]
-               [--changes 200] [--parallel 8] [--runs 3]
+               [--changes 200] [--parallel 8] [--runs 3] [--kafka-brokers B --kafka-topic T]
   coldstart    --bin target/release/tm-resolve --table T [--runs 10]
   memory       --addr HOST:PORT --pid PID --token T --redis-prefix P [--routes 100000]
                [--resolves 1000000] [--connections 32] [--every 100000]
@@ -200,6 +200,10 @@ async fn run(cmd: &str, f: &Flags) -> anyhow::Result<()> {
                 changes: f.or("changes", 200)?,
                 parallel: f.or("parallel", 8)?,
                 runs: f.or("runs", 3)?,
+                kafka: match (f.one.get("kafka-brokers"), f.one.get("kafka-topic")) {
+                    (Some(b), Some(t)) => Some((b.clone(), t.clone())),
+                    _ => None,
+                },
             })
             .await?
         }

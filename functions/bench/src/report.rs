@@ -85,6 +85,15 @@ pub const LINES: &[Line] = &[
         Check::RatioAtLeast(0.60),
     ),
     line(
+        "http_l1",
+        "… the same with RUST_LOG=warn (without the handler's per-request info span)",
+        "tm-local, RUST_LOG=warn",
+        Some("nginx"),
+        "nginx static 120-byte JSON",
+        "(context)",
+        Check::Info,
+    ),
+    line(
         "http_l2",
         "resolve over HTTP, L1 off, shared-cache hit on real Redis (wrk -t2 -c32)",
         "tm-local",

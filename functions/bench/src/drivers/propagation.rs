@@ -11,13 +11,22 @@
 //!
 //! Between two changes of a route the driver waits a random time below the L1 TTL, so a
 //! change meets the route's L1 entry at any age.
+//!
+//! With `kafka` set, a probe consumer of its own (new group, latest offsets,
+//! `fetch.wait.max.ms=5`) also notes when each event can first be read from the topic,
+//! which splits the L2 figure into commit → on the broker (outbox relay and publisher) and
+//! broker → Redis (tm-local's trigger, playing the MSK event source, and the handler).
 
 use crate::load::Conn;
 use crate::record::Record;
 use crate::stats::percentile;
 use anyhow::{Context, bail};
 use http::Method;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The report row.
@@ -39,6 +48,60 @@ pub struct Args {
     pub parallel: usize,
     /// Runs.
     pub runs: u32,
+    /// Bootstrap servers and topic of tm-local's events, for the probe consumer.
+    pub kafka: Option<(String, String)>,
+}
+
+/// When each `(service, revision)` was first read from the topic by the probe.
+type Seen = Arc<Mutex<HashMap<(String, u64), Instant>>>;
+
+/// Starts the probe consumer; returns once it has its partitions.
+async fn probe(brokers: &str, topic: &str) -> anyhow::Result<Seen> {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("tm-bench-probe-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest")
+        .set("fetch.wait.max.ms", "5")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .context("creating the probe consumer")?;
+    consumer.subscribe(&[topic])?;
+    let seen: Seen = Arc::default();
+    let out = seen.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            let polled = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await;
+            if let Some(tx) = ready.take_if(|_| {
+                consumer
+                    .assignment()
+                    .map(|a| a.count() > 0)
+                    .unwrap_or(false)
+            }) {
+                let _ = tx.send(());
+            }
+            let Ok(Ok(m)) = polled else { continue };
+            let at = Instant::now();
+            let Some(v) = m
+                .payload()
+                .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+            else {
+                continue;
+            };
+            if let (Some(s), Some(r)) = (v["service"].as_str(), v["revision"].as_u64()) {
+                out.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry((s.to_owned(), r))
+                    .or_insert(at);
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(15), ready_rx)
+        .await
+        .context("the probe consumer got no partitions within 15 s")??;
+    Ok(seen)
 }
 
 const TENANT: &str = crate::fixtures::TENANT;
@@ -94,10 +157,17 @@ struct Sample {
     write: Duration,
     l2: Duration,
     e2e: Duration,
+    /// Commit → first read from the topic by the probe.
+    broker: Option<Duration>,
 }
 
 /// The changes of one route, one after the other.
-async fn route_worker(args: &Args, p: usize, changes: usize) -> anyhow::Result<Vec<Sample>> {
+async fn route_worker(
+    args: &Args,
+    p: usize,
+    changes: usize,
+    seen: Option<&Seen>,
+) -> anyhow::Result<Vec<Sample>> {
     let mut writer = Conn::open(args.addr).await?;
     let mut reader = Conn::open(args.addr).await?;
     let client = redis::Client::open(super::redis_url())?;
@@ -134,10 +204,17 @@ async fn route_worker(args: &Args, p: usize, changes: usize) -> anyhow::Result<V
             }
         };
         let (l2, e2e) = tokio::try_join!(l2, e2e)?;
+        let broker = seen.and_then(|s| {
+            s.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&(format!("prop-{p}"), rev))
+                .map(|at| at.saturating_duration_since(committed))
+        });
         out.push(Sample {
             write: committed - sent,
             l2,
             e2e,
+            broker,
         });
     }
     Ok(out)
@@ -149,6 +226,10 @@ fn ms(d: &[Duration]) -> Vec<f64> {
 
 /// Runs the measurement and emits its records.
 pub async fn run(args: &Args) -> anyhow::Result<()> {
+    let seen = match &args.kafka {
+        Some((brokers, topic)) => Some(probe(brokers, topic).await?),
+        None => None,
+    };
     // Create the routes and wait until each is visible.
     let mut conn = Conn::open(args.addr).await?;
     for p in 0..args.parallel {
@@ -168,7 +249,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     for run in 0..args.runs {
         let per_route = args.changes.div_ceil(args.parallel);
         let workers: Vec<_> = (0..args.parallel)
-            .map(|p| route_worker(args, p, per_route))
+            .map(|p| route_worker(args, p, per_route, seen.as_ref()))
             .collect();
         let samples: Vec<Sample> = futures_join_all(workers)
             .await?
@@ -178,6 +259,11 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         let l2 = ms(&samples.iter().map(|s| s.l2).collect::<Vec<_>>());
         let e2e = ms(&samples.iter().map(|s| s.e2e).collect::<Vec<_>>());
         let write = ms(&samples.iter().map(|s| s.write).collect::<Vec<_>>());
+        let broker = ms(&samples.iter().filter_map(|s| s.broker).collect::<Vec<_>>());
+        let after_broker = ms(&samples
+            .iter()
+            .filter_map(|s| s.broker.map(|b| s.l2.saturating_sub(b)))
+            .collect::<Vec<_>>());
         let n = samples.len();
         let note = format!(
             "{n} changes over {} routes; L1 TTL {} ms",
@@ -192,7 +278,14 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             ("end-to-end p99", &e2e, 99.0),
             ("end-to-end max", &e2e, 100.0),
             ("write (PUT) p50", &write, 50.0),
+            ("commit → on the broker p50", &broker, 50.0),
+            ("commit → on the broker p99", &broker, 99.0),
+            ("broker → Redis p50", &after_broker, 50.0),
+            ("broker → Redis p99", &after_broker, 99.0),
         ] {
+            if values.is_empty() {
+                continue;
+            }
             Record::new(
                 ROW,
                 series,
