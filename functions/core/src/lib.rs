@@ -18,6 +18,7 @@
 //! - [`cursor`]: opaque, tamper-evident pagination cursors.
 //! - [`jwt`]: HS256 tokens, used by `tm-local` to play API Gateway's JWT authorizer.
 //! - [`error`]: the one error enum.
+//! - [`wiring`]: the guarded production store and cache, built from config at start-up.
 //! - [`logging`]: JSON log lines.
 //! - [`metrics`]: cache hit counts as CloudWatch EMF lines (on Lambda only).
 
@@ -35,5 +36,6 @@ pub mod metrics;
 pub mod ports;
 pub mod services;
 pub mod singleflight;
+pub mod wiring;
 
 pub use error::{Error, Result};

@@ -5,10 +5,8 @@
 use aws_lambda_events::event::kafka::KafkaEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::sync::Arc;
-use tm_core::adapters::guarded::{Guarded, Limits};
 use tm_core::adapters::kafka::KafkaCluster;
 use tm_core::adapters::kafka::dead_letters::KafkaDeadLetters;
-use tm_core::adapters::redis_cache::RedisCache;
 use tm_core::config::Config;
 use tm_core::services::consume::Consumer;
 use tm_event_consumer::{BatchResponse, ConsumerHandler};
@@ -17,15 +15,10 @@ use tm_event_consumer::{BatchResponse, ConsumerHandler};
 async fn main() -> Result<(), Error> {
     tm_core::logging::init();
     let config = Config::from_env()?;
-    let redis = config.redis_url.clone().ok_or("TM_REDIS_URL is required")?;
     let cluster = KafkaCluster::from_config(&config)
         .await
         .ok_or("TM_KAFKA_BROKERS is required")??;
-    let cache = Arc::new(Guarded::new(
-        "cache",
-        Arc::new(RedisCache::connect(redis.expose(), &config.redis_prefix).await?),
-        Limits::CACHE,
-    ));
+    let cache = tm_core::wiring::redis_cache(&config).await?;
     let dead_letters = Arc::new(KafkaDeadLetters::new(&cluster, config.dlq_topic())?);
     let handler = Arc::new(ConsumerHandler::new(Consumer::new(cache), dead_letters));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KafkaEvent>| {

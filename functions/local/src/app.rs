@@ -13,12 +13,10 @@ use std::sync::Arc;
 use tm_core::adapters::dynamodb::DynamoStore;
 use tm_core::adapters::embedded_store::EmbeddedStore;
 use tm_core::adapters::file_dead_letters::FileDeadLetters;
-use tm_core::adapters::guarded::{Guarded, Limits};
 use tm_core::adapters::kafka::dead_letters::KafkaDeadLetters;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
 use tm_core::adapters::memory_cache::MemoryCache;
-use tm_core::adapters::redis_cache::RedisCache;
 use tm_core::config::{Config, Secret};
 use tm_core::cursor::CursorKey;
 use tm_core::ports::{Cache, DeadLetters, EventPublisher, Probe, Store};
@@ -63,16 +61,11 @@ fn cursor_key(config: &Config, jwt_secret: &Secret) -> CursorKey {
 
 async fn store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(table) = &config.table_name {
-        let store = DynamoStore::connect(table.clone())
+        let store = tm_core::wiring::dynamodb_store(config)
             .await
-            .map_err(core_err)
-            .context("connecting to DynamoDB")?;
+            .map_err(anyhow::Error::msg)?;
         tracing::info!(table = %table, "store: DynamoDB");
-        return Ok(Arc::new(Guarded::new(
-            "store",
-            Arc::new(store),
-            Limits::STORE,
-        )));
+        return Ok(store);
     }
     let db_path = data_dir.join("tm.redb");
     let store = EmbeddedStore::open(&db_path)
@@ -88,17 +81,12 @@ async fn store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Store
 }
 
 async fn cache(config: &Config) -> anyhow::Result<Arc<dyn Cache>> {
-    if let Some(url) = &config.redis_url {
-        let cache = RedisCache::connect(url.expose(), &config.redis_prefix)
+    if config.redis_url.is_some() {
+        let cache = tm_core::wiring::redis_cache(config)
             .await
-            .map_err(core_err)
-            .context("connecting to Redis (TM_REDIS_URL)")?;
+            .map_err(anyhow::Error::msg)?;
         tracing::info!(prefix = %config.redis_prefix, "shared cache: Redis");
-        return Ok(Arc::new(Guarded::new(
-            "cache",
-            Arc::new(cache),
-            Limits::CACHE,
-        )));
+        return Ok(cache);
     }
     tracing::info!("shared cache: in process");
     Ok(Arc::new(MemoryCache::new()))

@@ -6,8 +6,6 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use tm_core::adapters::dynamodb::DynamoStore;
-use tm_core::adapters::guarded::{Guarded, Limits};
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
 use tm_core::config::Config;
@@ -23,10 +21,6 @@ const BUDGET: Duration = Duration::from_secs(40);
 async fn main() -> Result<(), Error> {
     tm_core::logging::init();
     let config = Config::from_env()?;
-    let table = config
-        .table_name
-        .clone()
-        .ok_or("TM_TABLE_NAME is required")?;
     let cluster = KafkaCluster::from_config(&config)
         .await
         .ok_or("TM_KAFKA_BROKERS is required")??;
@@ -44,11 +38,7 @@ async fn main() -> Result<(), Error> {
         // Not fatal: the topics may exist and only this call failed; publishing will say.
         Err(e) => tracing::warn!(error = %e, "could not ensure the event topics"),
     }
-    let store = Arc::new(Guarded::new(
-        "store",
-        Arc::new(DynamoStore::connect(table).await?),
-        Limits::STORE,
-    ));
+    let store = tm_core::wiring::dynamodb_store(&config).await?;
     let publisher = Arc::new(KafkaPublisher::new(&cluster, config.kafka_topic.clone())?);
     let handler = Arc::new(RelayHandler::new(
         Arc::new(Relay::new(store, publisher)),

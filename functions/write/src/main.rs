@@ -6,11 +6,8 @@
 use lambda_http::{Error, service_fn};
 use std::sync::Arc;
 use std::time::Duration;
-use tm_core::adapters::dynamodb::DynamoStore;
-use tm_core::adapters::guarded::{Guarded, Limits};
 use tm_core::adapters::kafka::KafkaCluster;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
-use tm_core::adapters::redis_cache::RedisCache;
 use tm_core::config::Config;
 use tm_core::cursor::CursorKey;
 use tm_core::services::write::{AfterCommit, WriteService};
@@ -24,11 +21,6 @@ const PUBLISH_DEADLINE: Duration = Duration::from_millis(250);
 async fn main() -> Result<(), Error> {
     tm_core::logging::init();
     let config = Config::from_env()?;
-    let table = config
-        .table_name
-        .clone()
-        .ok_or("TM_TABLE_NAME is required")?;
-    let redis = config.redis_url.clone().ok_or("TM_REDIS_URL is required")?;
     let cursor_secret = config
         .cursor_secret
         .clone()
@@ -36,16 +28,8 @@ async fn main() -> Result<(), Error> {
     let cluster = KafkaCluster::from_config(&config)
         .await
         .ok_or("TM_KAFKA_BROKERS is required")??;
-    let store = Arc::new(Guarded::new(
-        "store",
-        Arc::new(DynamoStore::connect(table).await?),
-        Limits::STORE,
-    ));
-    let cache = Arc::new(Guarded::new(
-        "cache",
-        Arc::new(RedisCache::connect(redis.expose(), &config.redis_prefix).await?),
-        Limits::CACHE,
-    ));
+    let store = tm_core::wiring::dynamodb_store(&config).await?;
+    let cache = tm_core::wiring::redis_cache(&config).await?;
     let publisher = Arc::new(KafkaPublisher::new(&cluster, config.kafka_topic.clone())?);
     let after_commit = AfterCommit::PublishNow {
         publisher,
