@@ -147,7 +147,11 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 log "services"
 scripts/start-services.sh all
 log "build (release)"
-cargo build --release --locked -p tm-local -p tm-resolve -p tm-bench >&2
+cargo build --release --locked -p tm-local -p tm-bench >&2
+if want coldstart; then
+  # The resolve Lambda as it ships: the lambda-release profile (Cargo.toml).
+  cargo build --profile lambda-release --locked -p tm-resolve >&2
+fi
 if want criterion; then
   # The bench profile builds the criterion benches (a first build takes minutes).
   cargo bench --locked -p tm-core --bench resolution --no-run >&2
@@ -404,7 +408,7 @@ row_consumer() {
 
 row_coldstart() {
   log "coldstart: tm-resolve under a local Runtime API ($COLD_RUNS runs)"
-  "$BENCH" coldstart --bin "$BIN/tm-resolve" --table "$TABLE" --runs "$COLD_RUNS" >>"$RESULTS"
+  "$BENCH" coldstart --bin "$ROOT/target/lambda-release/tm-resolve" --table "$TABLE" --runs "$COLD_RUNS" >>"$RESULTS"
 }
 
 row_memory() {

@@ -74,7 +74,8 @@ export X86_64_UNKNOWN_LINUX_GNU_OPENSSL_INCLUDE_DIR="$ossl"
 export X86_64_UNKNOWN_LINUX_GNU_OPENSSL_LIB_DIR=/usr/lib/x86_64-linux-gnu
 export X86_64_UNKNOWN_LINUX_GNU_OPENSSL_STATIC=1
 
-cmd=(cargo lambda build --release --x86-64)
+# The lambda-release profile (Cargo.toml): release, optimised for size.
+cmd=(cargo lambda build --profile lambda-release --x86-64)
 for b in "${bins[@]}"; do cmd+=(--bin "$b"); done
 cmd+=("$@")
 log "running: ${cmd[*]}"

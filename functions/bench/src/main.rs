@@ -18,7 +18,7 @@ const USAGE: &str = "usage: tm-bench <command> [--flag value ...]
   burst        --table T [--concurrency 1000] [--trials 5]
   zipf         [--routes 100000] [--resolves 1000000] [--exponent 1.1] [--runs 3]
                [--concurrency 32] [--l1-ttl-ms 1000]
-  consumer     [--batches 100] [--batch 100] [--partitions 3] [--run 0] [--prototypes true]
+  consumer     [--batches 100] [--batch 100] [--partitions 3] [--run 0]
   propagation  --addr HOST:PORT --token T --redis-prefix P [--l1-ttl-ms 1000]
                [--changes 200] [--parallel 8] [--runs 3] [--kafka-brokers B --kafka-topic T]
   coldstart    --bin target/release/tm-resolve --table T [--runs 10]
@@ -187,7 +187,6 @@ async fn run(cmd: &str, f: &Flags) -> anyhow::Result<()> {
                 batch: f.or("batch", 100)?,
                 partitions: f.or("partitions", 3)?,
                 run: f.or("run", 0)?,
-                prototypes: f.or("prototypes", true)?,
             })
             .await?
         }

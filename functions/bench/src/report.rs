@@ -86,7 +86,7 @@ pub const LINES: &[Line] = &[
     ),
     line(
         "http_l1",
-        "… the same with RUST_LOG=warn (without the handler's per-request info span)",
+        "… the same with RUST_LOG=warn (no info logging at all)",
         "tm-local, RUST_LOG=warn",
         Some("nginx"),
         "nginx static 120-byte JSON",
@@ -254,24 +254,6 @@ pub const LINES: &[Line] = &[
         "redis-benchmark SET, -P 100",
         "≥ 20,000 events/s",
         Check::AtLeast(20_000.0),
-    ),
-    line(
-        "consumer",
-        "… prototype handler: partitions in parallel (same Consumer::apply per record)",
-        "prototype: partitions in parallel",
-        Some("event-consumer"),
-        "the shipped handler",
-        "(context)",
-        Check::Info,
-    ),
-    line(
-        "consumer",
-        "… prototype handler: event keys in parallel within each partition",
-        "prototype: keys in parallel",
-        Some("event-consumer"),
-        "the shipped handler",
-        "(context)",
-        Check::Info,
     ),
     line(
         "coldstart",

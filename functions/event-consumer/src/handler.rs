@@ -1,12 +1,23 @@
-//! MSK batch → records → `Consumer`. Records of one partition are applied in offset
-//! order; a retryable failure stops that partition at the failed record (reported in
-//! `batchItemFailures`, so the trigger redelivers from there) while other partitions go
-//! on; a poison record goes to the dead-letter port and its partition keeps flowing.
+//! MSK batch → records → `Consumer`.
+//!
+//! Records are grouped into chains by (partition, record key): one chain holds the events
+//! of one tenant/service/env in offset order and is applied one record after the other,
+//! while different chains run concurrently (at most [`CHAIN_CONCURRENCY`] at once), so a
+//! batch costs about as many cache round trips as its longest chain, not as its length.
+//!
+//! A retryable failure stops its chain at the failed record; the partition is reported
+//! in `batchItemFailures` at the lowest failed offset, so the trigger redelivers from
+//! there. Records of other keys after that offset may already be applied: redelivery finds
+//! them in the cache and skips them (apply-if-newer), so nothing is applied twice or out
+//! of order per key. A poison record goes to the dead-letter port and its chain keeps
+//! flowing.
 
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tm_core::ports::{DeadLetter, DeadLetters};
 use tm_core::services::consume::{Consumer, Outcome};
@@ -49,6 +60,42 @@ pub struct BatchStats {
     pub failed_partitions: usize,
 }
 
+/// How many chains (partition × event key) are applied at once.
+pub const CHAIN_CONCURRENCY: usize = 64;
+
+/// The records of one event key in one partition, in offset order.
+struct Chain {
+    partition: i64,
+    records: Vec<KafkaRecord>,
+}
+
+/// What one chain did: its counts and, if it stopped, the offset it stopped at.
+struct ChainResult {
+    partition: i64,
+    stats: BatchStats,
+    failed_at: Option<i64>,
+}
+
+/// Splits a batch into chains, ordered by partition, then by first offset.
+fn chains(event: KafkaEvent) -> Vec<Chain> {
+    let mut by_key: BTreeMap<(i64, Option<String>), Vec<KafkaRecord>> = BTreeMap::new();
+    for record in event.records.into_values().flatten() {
+        by_key
+            .entry((record.partition, record.key.clone()))
+            .or_default()
+            .push(record);
+    }
+    let mut chains: Vec<Chain> = by_key
+        .into_iter()
+        .map(|((partition, _), mut records)| {
+            records.sort_by_key(|r| r.offset);
+            Chain { partition, records }
+        })
+        .collect();
+    chains.sort_by_key(|c| (c.partition, c.records[0].offset));
+    chains
+}
+
 /// The event consumer's handler.
 pub struct ConsumerHandler {
     consumer: Consumer,
@@ -73,31 +120,31 @@ impl ConsumerHandler {
 
     /// Handles one MSK batch.
     pub async fn handle(&self, event: KafkaEvent) -> (BatchResponse, BatchStats) {
-        let mut response = BatchResponse::default();
+        let results: Vec<ChainResult> = stream::iter(chains(event))
+            .map(|chain| self.run(chain))
+            .buffer_unordered(CHAIN_CONCURRENCY)
+            .collect()
+            .await;
         let mut stats = BatchStats::default();
-        let mut partitions: Vec<_> = event.records.into_iter().collect();
-        partitions.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, mut records) in partitions {
-            records.sort_by_key(|r| r.offset);
-            for record in &records {
-                match self.one(record).await {
-                    Ok(Outcome::Applied) => stats.applied += 1,
-                    Ok(Outcome::Skipped) => stats.skipped += 1,
-                    Ok(Outcome::Poison(_)) => stats.dead_lettered += 1,
-                    Err(e) => {
-                        tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "record failed; partition will be redelivered from here");
-                        stats.failed_partitions += 1;
-                        response.batch_item_failures.push(BatchItemFailure {
-                            item_identifier: ItemIdentifier {
-                                partition: record.partition,
-                                offset: record.offset,
-                            },
-                        });
-                        break;
-                    }
-                }
+        let mut failed: BTreeMap<i64, i64> = BTreeMap::new();
+        for r in results {
+            stats.applied += r.stats.applied;
+            stats.skipped += r.stats.skipped;
+            stats.dead_lettered += r.stats.dead_lettered;
+            if let Some(offset) = r.failed_at {
+                let lowest = failed.entry(r.partition).or_insert(offset);
+                *lowest = (*lowest).min(offset);
             }
         }
+        stats.failed_partitions = failed.len();
+        let response = BatchResponse {
+            batch_item_failures: failed
+                .into_iter()
+                .map(|(partition, offset)| BatchItemFailure {
+                    item_identifier: ItemIdentifier { partition, offset },
+                })
+                .collect(),
+        };
         tracing::info!(
             applied = stats.applied,
             skipped = stats.skipped,
@@ -106,6 +153,31 @@ impl ConsumerHandler {
             "batch handled"
         );
         (response, stats)
+    }
+
+    /// Applies one chain in order, stopping at the first retryable failure.
+    async fn run(&self, chain: Chain) -> ChainResult {
+        let mut stats = BatchStats::default();
+        for record in &chain.records {
+            match self.one(record).await {
+                Ok(Outcome::Applied) => stats.applied += 1,
+                Ok(Outcome::Skipped) => stats.skipped += 1,
+                Ok(Outcome::Poison(_)) => stats.dead_lettered += 1,
+                Err(e) => {
+                    tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "record failed; partition will be redelivered from here");
+                    return ChainResult {
+                        partition: chain.partition,
+                        stats,
+                        failed_at: Some(record.offset),
+                    };
+                }
+            }
+        }
+        ChainResult {
+            partition: chain.partition,
+            stats,
+            failed_at: None,
+        }
     }
 
     async fn one(&self, record: &KafkaRecord) -> tm_core::Result<Outcome> {

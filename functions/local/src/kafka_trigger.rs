@@ -33,8 +33,9 @@ pub const DEFAULT_GROUP_ID: &str = "tm-local";
 /// Most records in one batch (the MSK trigger's default batch size is 100).
 pub const MAX_BATCH: usize = 100;
 /// How long a batch keeps gathering after its first record: short, so a change reaches
-/// the cache well within the contract's `TM_L1_TTL_MS` + 1 s.
-pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// the cache within milliseconds (a burst still fills batches: records that are already
+/// fetched arrive without waiting).
+pub const BATCH_WINDOW: Duration = Duration::from_millis(2);
 /// First wait before a failed partition is redelivered.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest wait before a failed partition is redelivered.

@@ -183,7 +183,7 @@ impl Resolver {
             }
             Err(Error::Unavailable(why)) => match cached {
                 Some(e) => {
-                    tracing::warn!(reason = %why, "store unreachable; serving a stale answer");
+                    tracing::warn!(service = %svc.event_key(), version = selector_text, reason = %why, "store unreachable; serving a stale answer");
                     found(e.route.clone(), CacheSource::Stale)
                 }
                 None => Err(Error::Unavailable(why)),
@@ -204,13 +204,13 @@ impl Resolver {
                     Ok(Some(entry)) => return Ok((active(entry.route), CacheSource::HitL2)),
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::warn!(error = %e, "shared cache unavailable; reading the store")
+                        tracing::warn!(route = %key, error = %e, "shared cache unavailable; reading the store")
                     }
                 }
                 let entry =
                     CachedRoute::from_stored(self.store.get(&key, Consistency::Eventual).await?);
                 if let Err(e) = self.cache.apply(&key, &entry).await {
-                    tracing::warn!(error = %e, "could not fill the shared cache");
+                    tracing::warn!(route = %key, error = %e, "could not fill the shared cache");
                 }
                 Ok((active(entry.route), CacheSource::Miss))
             }
@@ -222,7 +222,7 @@ impl Resolver {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::warn!(error = %e, "shared cache unavailable; reading the store")
+                        tracing::warn!(service = %svc.event_key(), error = %e, "shared cache unavailable; reading the store")
                     }
                 }
                 let stored = self.store.versions(svc, Consistency::Eventual).await?;
@@ -231,7 +231,7 @@ impl Resolver {
                     .map(|(v, s)| (v, CachedRoute::from_stored(Some(s))))
                     .collect();
                 if let Err(e) = self.cache.fill(svc, &entries).await {
-                    tracing::warn!(error = %e, "could not fill the shared cache");
+                    tracing::warn!(service = %svc.event_key(), error = %e, "could not fill the shared cache");
                 }
                 let set = VersionSet::new(entries.into_iter().filter_map(|(_, e)| e.route));
                 Ok((set.choose(selector), CacheSource::Miss))
