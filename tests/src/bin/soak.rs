@@ -1,6 +1,6 @@
 //! The soak driver behind `scripts/soak.sh` (not in CI): a fixed request rate against a
 //! running tm-local, 99 % resolves and 1 % PUTs over `SOAK_ROUTES` routes it seeds first,
-//! sampled every `SOAK_SAMPLE` seconds: requests, errors, p50/p99 latency of the window,
+//! sampled every `SOAK_SAMPLE` seconds: requests, errors, p50/p99 latency of the window (resolves and PUTs apart),
 //! tm-local's resident set (`/proc/PID/status` VmRSS) and the load average.
 //!
 //! Environment: `SOAK_BASE` (`http://127.0.0.1:PORT`, loopback only), `SOAK_PID` (tm-local's
@@ -36,9 +36,11 @@ fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// What one window collected.
 #[derive(Default)]
 struct Window {
+    /// Resolves.
     latencies_us: Vec<u32>,
+    /// PUTs.
+    put_latencies_us: Vec<u32>,
     errors: BTreeMap<String, u64>,
-    writes: u64,
 }
 
 struct Shared {
@@ -197,8 +199,8 @@ async fn main() {
     let (mut total_req, mut total_writes) = (0u64, 0u64);
     let mut n: u64 = 0;
     println!(
-        "{:>6} {:>8} {:>8} {:>7} {:>8} {:>8} {:>9} {:>6}",
-        "t_s", "req/s", "requests", "errors", "p50_ms", "p99_ms", "rss_mib", "load1"
+        "{:>6} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>9} {:>6}",
+        "t_s", "req/s", "requests", "errors", "p50_ms", "p99_ms", "put_p99", "rss_mib", "load1"
     );
     loop {
         tick.tick().await;
@@ -228,9 +230,10 @@ async fn main() {
                 };
                 let us = u32::try_from(began.elapsed().as_micros()).unwrap_or(u32::MAX);
                 let mut w = sh.window.lock().expect("window");
-                w.latencies_us.push(us);
                 if write {
-                    w.writes += 1;
+                    w.put_latencies_us.push(us);
+                } else {
+                    w.latencies_us.push(us);
                 }
                 match r {
                     Ok(s) if s.is_success() => {}
@@ -256,6 +259,8 @@ async fn main() {
             let w = std::mem::take(&mut *shared.window.lock().expect("window"));
             let mut lat = w.latencies_us;
             lat.sort_unstable();
+            let mut put = w.put_latencies_us;
+            put.sort_unstable();
             let errors: u64 = w.errors.values().sum::<u64>();
             for (k, v) in &w.errors {
                 *all_errors.entry(k.clone()).or_default() += v;
@@ -266,30 +271,34 @@ async fn main() {
             let row = json!({
                 "t_s": t.round(),
                 "rate": achieved.round(),
-                "completed": lat.len(),
-                "writes": w.writes,
+                "completed": lat.len() + put.len(),
+                "writes": put.len(),
                 "errors": errors,
                 "errors_by_kind": w.errors,
                 "shed": shed,
                 "p50_ms": pct(&lat, 0.50),
                 "p99_ms": pct(&lat, 0.99),
                 "max_ms": pct(&lat, 1.0),
+                "put_p50_ms": pct(&put, 0.50),
+                "put_p99_ms": pct(&put, 0.99),
+                "put_max_ms": pct(&put, 1.0),
                 "rss_kib": rss,
                 "load1": load1(),
             });
             println!(
-                "{:>6.0} {:>8.0} {:>8} {:>7} {:>8.2} {:>8.2} {:>9.1} {:>6.2}",
+                "{:>6.0} {:>8.0} {:>8} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>6.2}",
                 t,
                 achieved,
-                lat.len(),
+                lat.len() + put.len(),
                 errors,
                 pct(&lat, 0.50),
                 pct(&lat, 0.99),
+                pct(&put, 0.99),
                 rss as f64 / 1024.0,
                 load1()
             );
-            total_req += lat.len() as u64;
-            total_writes += w.writes;
+            total_req += (lat.len() + put.len()) as u64;
+            total_writes += put.len() as u64;
             shed_total += shed;
             shed = 0;
             sent_at_sample = sent;
@@ -306,8 +315,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let w = std::mem::take(&mut *shared.window.lock().expect("window"));
-    total_req += w.latencies_us.len() as u64;
-    total_writes += w.writes;
+    total_req += (w.latencies_us.len() + w.put_latencies_us.len()) as u64;
+    total_writes += w.put_latencies_us.len() as u64;
     for (k, v) in &w.errors {
         *all_errors.entry(k.clone()).or_default() += v;
     }
@@ -344,14 +353,14 @@ async fn main() {
 /// The soak table as Markdown: one row per sample, then the totals.
 fn markdown(s: &Value) -> String {
     let mut md = String::from(
-        "| t (s) | rate (req/s) | completed | PUTs | errors | p50 (ms) | p99 (ms) | max (ms) | tm-local RSS (MiB) | load (1 min) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| t (s) | rate (req/s) | completed | PUTs | errors | resolve p50 (ms) | resolve p99 (ms) | resolve max (ms) | PUT p50 (ms) | PUT p99 (ms) | PUT max (ms) | tm-local RSS (MiB) | load (1 min) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let empty = Vec::new();
     let rows = s["samples"].as_array().unwrap_or(&empty);
     for r in rows {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |\n",
             r["t_s"],
             r["rate"],
             r["completed"],
@@ -360,11 +369,18 @@ fn markdown(s: &Value) -> String {
             r["p50_ms"].as_f64().unwrap_or(0.0),
             r["p99_ms"].as_f64().unwrap_or(0.0),
             r["max_ms"].as_f64().unwrap_or(0.0),
+            r["put_p50_ms"].as_f64().unwrap_or(0.0),
+            r["put_p99_ms"].as_f64().unwrap_or(0.0),
+            r["put_max_ms"].as_f64().unwrap_or(0.0),
             r["rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
             r["load1"].as_f64().unwrap_or(0.0),
         ));
     }
     let p99s: Vec<f64> = rows.iter().filter_map(|r| r["p99_ms"].as_f64()).collect();
+    let put_p99s: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r["put_p99_ms"].as_f64())
+        .collect();
     let rss: Vec<f64> = rows
         .iter()
         .filter_map(|r| r["rss_kib"].as_f64())
@@ -377,6 +393,7 @@ fn markdown(s: &Value) -> String {
         )
     };
     let (p_lo, p_hi) = range(&p99s);
+    let (w_lo, w_hi) = range(&put_p99s);
     let (r_lo, r_hi) = range(&rss);
     let (r_first, r_last) = (
         rss.first().copied().unwrap_or(0.0),
@@ -384,7 +401,7 @@ fn markdown(s: &Value) -> String {
     );
     md.push_str(&format!(
         "\nTotals: {} requests ({} PUTs), **{} errors** {}; {} requests not sent (shed by the driver's in-flight limit). \
-         Per-window p99 between {:.2} and {:.2} ms. RSS {:.1} MiB at the first sample, {:.1} MiB at the last \
+         Per-window p99 of resolves between {:.2} and {:.2} ms, of PUTs between {:.1} and {:.1} ms. RSS {:.1} MiB at the first sample, {:.1} MiB at the last \
          (range {:.1}-{:.1} MiB).\n",
         s["requests"],
         s["writes"],
@@ -397,6 +414,8 @@ fn markdown(s: &Value) -> String {
         s["shed"],
         p_lo,
         p_hi,
+        w_lo,
+        w_hi,
         r_first,
         r_last,
         r_lo,

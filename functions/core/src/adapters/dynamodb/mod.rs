@@ -42,6 +42,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType, Put,
     ScalarAttributeType, TableStatus, TransactWriteItem, WriteRequest,
 };
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The SDK crate, re-exported so that a caller of [`DynamoStore::new`] (tests, tools)
@@ -118,11 +119,26 @@ const TX_AUDIT: usize = 2;
 const TX_OUTBOX: usize = 3;
 const TX_COUNTER: usize = 4;
 
-/// The DynamoDB-backed store. Cheap to clone (the client is shared).
+/// Stripes of the per-tenant commit turn (see [`DynamoStore::commit`]).
+const COMMIT_STRIPES: usize = 64;
+
+/// The DynamoDB-backed store. Cheap to clone (the client and the commit turns are shared).
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Commits of one tenant from this process take turns: they would otherwise race for
+    /// the tenant's audit counter, and every lost race costs a transaction and a re-read.
+    /// Striped by tenant; commits from other processes still race, and retry.
+    turns: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+/// Which commit turn a tenant takes.
+fn stripe(tenant: &TenantName) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tenant.as_str().hash(&mut h);
+    (h.finish() % COMMIT_STRIPES as u64) as usize
 }
 
 /// Maps an SDK failure of operation `op` to the crate's error: transport trouble,
@@ -220,7 +236,13 @@ fn classify_commit_failure(err: SdkError<TransactWriteItemsError>) -> TxFailure 
 impl DynamoStore {
     /// A store over `table`, using `client` as configured by the caller.
     pub fn new(client: Client, table: String) -> Self {
-        Self { client, table }
+        Self {
+            client,
+            table,
+            turns: (0..COMMIT_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
     }
 
     /// A store over `table` with the SDK's default configuration chain (region,
@@ -545,6 +567,7 @@ impl RouteWriter for DynamoStore {
     /// the tenant got in between), it re-reads the counter and tries again.
     async fn commit(&self, c: &Commit) -> Result<String> {
         let e = &c.event;
+        let _turn = self.turns[stripe(&e.tenant)].lock().await;
         let key = e.key();
         let route = codec::route_item(&key, e.revision, e.route.as_ref())?;
         let history = codec::history_item(&key, &e.history_entry())?;
