@@ -294,7 +294,7 @@ pub const LINES: &[Line] = &[
     line(
         "memory",
         "tm-local RSS after 1M resolves over 100k routes",
-        "RSS after all resolves",
+        "RSS after 1M resolves",
         None,
         "—",
         "≤ 200 MB",
@@ -302,7 +302,7 @@ pub const LINES: &[Line] = &[
     ),
     line(
         "memory",
-        "tm-local RSS growth over the last fifth of the run (flat)",
+        "tm-local RSS growth over the last fifth of the run (3M resolves: flat)",
         "RSS growth over the last fifth",
         None,
         "—",
