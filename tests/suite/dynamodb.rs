@@ -851,7 +851,9 @@ async fn concurrent_commits_in_one_tenant_all_land_with_distinct_audit_sequences
     let t = Table::new().await;
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let store = t.store.clone();
+        // Every task its own store, as separate Lambda instances: their commits race for
+        // the tenant's audit counter in DynamoDB (one store would make them take turns).
+        let store = DynamoStore::new(t.client.clone(), t.name.clone());
         tasks.push(tokio::spawn(async move {
             let k = key("acme", "checkout", "prod", &format!("1.0.{i}"));
             // What the write service does on a conflict: read again and retry.
@@ -898,6 +900,32 @@ async fn concurrent_commits_in_one_tenant_all_land_with_distinct_audit_sequences
         .map(|p| p.event.version.to_string())
         .collect();
     assert_eq!(by_outbox, by_audit);
+    t.drop_table().await;
+}
+
+#[tokio::test]
+async fn concurrent_commits_of_one_tenant_through_one_store_take_turns_and_never_conflict() {
+    let t = Table::new().await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = t.store.clone();
+        tasks.push(tokio::spawn(async move {
+            // No retry here: within one store a commit never loses the counter race.
+            create(
+                &store,
+                &key("acme", "checkout", "prod", &format!("2.0.{i}")),
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let audit = t.store.audit(&audit_query("acme", 100)).await.unwrap();
+    assert_eq!(
+        audit.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=64).rev().collect::<Vec<u64>>()
+    );
     t.drop_table().await;
 }
 
