@@ -149,3 +149,52 @@ async fn list_query_parameters_come_from_the_event() {
             .starts_with("limit")
     );
 }
+
+/// A writer that always loses the race, as if other writers got in first every time.
+#[derive(Default)]
+struct AlwaysLoses {
+    attempts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl tm_core::ports::RouteWriter for AlwaysLoses {
+    async fn commit(&self, _: &tm_core::ports::Commit) -> tm_core::Result<String> {
+        self.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(tm_core::Error::Conflict)
+    }
+    async fn list(
+        &self,
+        _: &tm_core::ports::ListQuery,
+    ) -> tm_core::Result<Vec<tm_core::domain::route::Route>> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_keeps_losing_races_answers_503_once_its_budget_is_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("db")).unwrap());
+    let relay = Arc::new(Relay::new(store.clone(), Arc::new(NoPublisher)));
+    let loser = Arc::new(AlwaysLoses::default());
+    let service = WriteService::new(
+        store.clone(),
+        loser.clone(),
+        store.clone(),
+        Arc::new(MemoryCache::new()),
+        AfterCommit::Wake(relay),
+        CursorKey::new(b"k"),
+    )
+    .with_write_budget(std::time::Duration::from_millis(50));
+    let h = WriteHandler::new(service);
+    let resp = h.handle(event(|_| {})).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(json_body(resp.body())["error"]["code"], "unavailable");
+    assert!(
+        store.pending(10).await.unwrap().is_empty(),
+        "nothing was written"
+    );
+    // 32 rounds of growing pauses take ~0.5 s; the 50 ms budget stops well before.
+    let n = loser.attempts.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..32).contains(&n), "{n} attempts");
+}

@@ -14,16 +14,55 @@ use crate::ports::{
 use crate::{Error, Result};
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a write re-reads and retries after losing a race with another writer. Each
 /// round has one winner, so this bounds how many simultaneous writers of one route all
 /// succeed; between rounds a short random pause spreads the retries out.
 const MAX_ATTEMPTS: usize = 32;
 
-async fn backoff(attempt: usize) {
-    let ms = fastrand::u64(0..=(2 * attempt as u64 + 1));
-    tokio::time::sleep(Duration::from_millis(ms)).await;
+/// How long a write keeps starting new rounds after lost races before it answers 503
+/// `unavailable`: well under the write function's timeout (10 s by default), so a write
+/// under heavy contention ends with the contract's error, not a Lambda timeout. (Each
+/// backend call has its own, shorter deadline.)
+pub const WRITE_BUDGET: Duration = Duration::from_secs(4);
+
+/// The retry rounds of one write: at most [`MAX_ATTEMPTS`], none started past the budget.
+struct Rounds {
+    started: Instant,
+    budget: Duration,
+    done: usize,
+}
+
+impl Rounds {
+    fn new(budget: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            budget,
+            done: 0,
+        }
+    }
+
+    /// Whether another round may start (the first always does).
+    fn more(&self) -> bool {
+        self.done == 0 || (self.done < MAX_ATTEMPTS && self.started.elapsed() < self.budget)
+    }
+
+    /// A round lost its race: a short random pause, longer as rounds go on.
+    async fn lost(&mut self) {
+        self.done += 1;
+        let ms = fastrand::u64(0..=(2 * self.done as u64 + 1));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    /// The answer when no round won.
+    fn exhausted(&self, key: &RouteKey) -> Error {
+        Error::Unavailable(format!(
+            "{key}: too many concurrent writers ({} attempts in {} ms)",
+            self.done,
+            self.started.elapsed().as_millis()
+        ))
+    }
 }
 
 /// Who is making a change, for `updated_by`, history and the event.
@@ -101,6 +140,7 @@ pub struct WriteService {
     cache: Arc<dyn SharedCache>,
     after_commit: AfterCommit,
     cursors: CursorKey,
+    budget: Duration,
 }
 
 fn precondition(msg: &str) -> Error {
@@ -138,7 +178,14 @@ impl WriteService {
             cache,
             after_commit,
             cursors,
+            budget: WRITE_BUDGET,
         }
+    }
+
+    /// The same service with another retry budget than [`WRITE_BUDGET`].
+    pub fn with_write_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
     }
 
     fn event(
@@ -219,7 +266,8 @@ impl WriteService {
         pre: Preconditions,
         actor: &Actor,
     ) -> Result<(Route, bool)> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut rounds = Rounds::new(self.budget);
+        while rounds.more() {
             let stored = self.stored(key).await?;
             let live = stored.as_ref().and_then(|s| s.route.as_ref());
             check_if_match(&pre, live)?;
@@ -237,13 +285,11 @@ impl WriteService {
             let event = Self::event(kind, key, revision, at, Some(route.clone()), actor);
             match self.commit(stored.as_ref(), event).await {
                 Ok(()) => return Ok((route, kind == ChangeType::Created)),
-                Err(Error::Conflict) => backoff(attempt).await,
+                Err(Error::Conflict) => rounds.lost().await,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Unavailable(format!(
-            "{key}: too many concurrent writers"
-        )))
+        Err(rounds.exhausted(key))
     }
 
     /// `GET`: the live route, strongly consistent.
@@ -256,7 +302,8 @@ impl WriteService {
 
     /// `DELETE`: writes a tombstone that keeps the revision.
     pub async fn delete(&self, key: &RouteKey, pre: Preconditions, actor: &Actor) -> Result<()> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut rounds = Rounds::new(self.budget);
+        while rounds.more() {
             let stored = self.stored(key).await?;
             let live = stored
                 .as_ref()
@@ -273,13 +320,11 @@ impl WriteService {
             );
             match self.commit(stored.as_ref(), event).await {
                 Ok(()) => return Ok(()),
-                Err(Error::Conflict) => backoff(attempt).await,
+                Err(Error::Conflict) => rounds.lost().await,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Unavailable(format!(
-            "{key}: too many concurrent writers"
-        )))
+        Err(rounds.exhausted(key))
     }
 
     /// `POST .../activate` and `.../deactivate`. Already in that state: unchanged, no event.
@@ -290,7 +335,8 @@ impl WriteService {
         pre: Preconditions,
         actor: &Actor,
     ) -> Result<Route> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut rounds = Rounds::new(self.budget);
+        while rounds.more() {
             let stored = self.stored(key).await?;
             let live = stored
                 .as_ref()
@@ -314,13 +360,11 @@ impl WriteService {
             let event = Self::event(kind, key, route.revision, at, Some(route.clone()), actor);
             match self.commit(stored.as_ref(), event).await {
                 Ok(()) => return Ok(route),
-                Err(Error::Conflict) => backoff(attempt).await,
+                Err(Error::Conflict) => rounds.lost().await,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Unavailable(format!(
-            "{key}: too many concurrent writers"
-        )))
+        Err(rounds.exhausted(key))
     }
 
     /// `GET /v1/tenants/{t}/routes`.
