@@ -119,18 +119,24 @@ const FILTER_MARGIN: f64 = 1e-4;
 /// the series cut after three terms (the first omitted term bounds the error:
 /// s⁶/7 / (1 − s²) with |s| ≤ 0.1716). Only ever used to skip work, never as a score.
 fn ln_estimate(x: f64) -> f64 {
-    const LN2: f64 = std::f64::consts::LN_2;
-    const SQRT2: f64 = std::f64::consts::SQRT_2;
+    let (s, exp) = ln_reduce(x);
+    let s2 = s * s;
+    2.0 * s * (1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0))) + exp * std::f64::consts::LN_2
+}
+
+/// The range reduction both logarithms share: `x = 2^exp · m` with `m` in
+/// [√2/2, √2], and `s = (m − 1)/(m + 1)`, so that `ln(x) = 2·atanh(s) + exp·ln 2`
+/// with |s| ≤ 0.1716. Basic IEEE-754 operations only (each correctly rounded).
+#[inline]
+fn ln_reduce(x: f64) -> (f64, f64) {
     let bits = x.to_bits();
     let mut exp = ((bits >> 52) & 0x7ff) as i64 - 1023;
     let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
-    if m > SQRT2 {
+    if m > std::f64::consts::SQRT_2 {
         m /= 2.0;
         exp += 1;
     }
-    let s = (m - 1.0) / (m + 1.0);
-    let s2 = s * s;
-    2.0 * s * (1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0))) + exp as f64 * LN2
+    ((m - 1.0) / (m + 1.0), exp as f64)
 }
 
 /// Steps 1–3: `u` in (0, 1) for a key whose FNV prefix is `prefix` and an endpoint id.
@@ -166,17 +172,8 @@ pub fn splitmix64(mut z: u64) -> u64 {
 /// Natural log of a positive, finite `x`, from basic IEEE-754 operations only (each
 /// correctly rounded), so every platform gets the same bits. Accurate to about 1e-15.
 pub fn det_ln(x: f64) -> f64 {
-    const LN2: f64 = std::f64::consts::LN_2;
-    const SQRT2: f64 = std::f64::consts::SQRT_2;
-    let bits = x.to_bits();
-    let mut exp = ((bits >> 52) & 0x7ff) as i64 - 1023;
-    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
-    if m > SQRT2 {
-        m /= 2.0;
-        exp += 1;
-    }
-    // ln(m) = 2·atanh(s), s = (m-1)/(m+1), |s| <= 0.1716: the odd series converges fast.
-    let s = (m - 1.0) / (m + 1.0);
+    // ln(m) = 2·atanh(s), |s| <= 0.1716: the odd series converges fast.
+    let (s, exp) = ln_reduce(x);
     let s2 = s * s;
     let mut term = s;
     let mut sum = 0.0;
@@ -186,7 +183,7 @@ pub fn det_ln(x: f64) -> f64 {
         term *= s2;
         k += 2.0;
     }
-    2.0 * sum + exp as f64 * LN2
+    2.0 * sum + exp * std::f64::consts::LN_2
 }
 
 #[cfg(test)]
