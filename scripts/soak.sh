@@ -59,14 +59,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    port_open "$p" || { echo "$p"; return; }
-  done
-}
+# shellcheck source=lib/ports.sh
+source "$ROOT/scripts/lib/ports.sh"
 
 log "services"
 scripts/start-services.sh all

@@ -10,7 +10,8 @@ RUN="$TM_CACHE/run"
 mkdir -p "$RUN"
 log() { echo "[start-services] $*" >&2; }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=lib/ports.sh
+source "$here/lib/ports.sh"
 
 wait_port() { # name port seconds
   local i
