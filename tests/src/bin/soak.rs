@@ -424,11 +424,8 @@ fn markdown(s: &Value) -> String {
     md
 }
 
-/// A cheap, well-spread route index for request `n` (splitmix64).
+/// A cheap, well-spread route index for request `n` (the SplitMix64 sequence).
 fn fastrand_usize(n: u64, bound: usize) -> usize {
-    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
+    let z = tm_core::domain::pick::splitmix64(n.wrapping_add(0x9e37_79b9_7f4a_7c15));
     usize::try_from(z % bound.max(1) as u64).unwrap_or(0)
 }
