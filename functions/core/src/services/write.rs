@@ -50,8 +50,8 @@ impl Rounds {
 
     /// A round lost its race: a short random pause, longer as rounds go on.
     async fn lost(&mut self) {
-        self.done += 1;
         let ms = fastrand::u64(0..=(2 * self.done as u64 + 1));
+        self.done += 1;
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
