@@ -21,6 +21,11 @@
 #   BENCH_MEM_ROUTES [100000], BENCH_MEM_RESOLVES [3000000] (RSS is sampled every 100k;
 #                         the target is read at 1M, "flat" on the last fifth of the run)
 #   BENCH_OUT [target/bench]  work dir: logs, raw results (results.jsonl), data dirs
+#   BENCH_QUIET_MAX [0.5] BENCH_QUIET_WAIT [120]: before each run of a ratio row the
+#                         script waits (up to BENCH_QUIET_WAIT s) until other processes
+#                         keep at most BENCH_QUIET_MAX cores busy, and samples again after
+#                         the run; the report leaves runs above the limit out of every ratio
+#                         (and says "not judged" when no run was quiet).
 #
 # Only 127.0.0.1 is ever used; every load is a bounded loop. Processes this script starts
 # are stopped by their pids on exit; Redis keys and DynamoDB tables it made are deleted.
@@ -52,6 +57,8 @@ CONSUMER_BATCHES="${BENCH_CONSUMER_BATCHES:-$(q 100 30)}"
 COLD_RUNS="${BENCH_COLD_RUNS:-$(q 10 3)}"
 MEM_ROUTES="${BENCH_MEM_ROUTES:-100000}"
 MEM_RESOLVES="${BENCH_MEM_RESOLVES:-$(q 3000000 200000)}"
+QUIET_MAX="${BENCH_QUIET_MAX:-0.5}"
+QUIET_WAIT="${BENCH_QUIET_WAIT:-120}"
 ONLY=" ${BENCH_ONLY:-http_l1 http_l2 miss criterion zipf burst propagation consumer coldstart memory} "
 
 RUN_ID="$$-$(date +%s)"
@@ -122,6 +129,42 @@ wait_http() { # url seconds
   return 1
 }
 record() { "$BENCH" record "$@" >>"$RESULTS"; }
+
+# busy_cores SECONDS: CPU cores kept busy over the next SECONDS, by every process (from
+# /proc/stat). Called while the servers this script started are idle, so it is the load
+# of everything else on the machine.
+busy_cores() {
+  local a b
+  read -r -a a </proc/stat
+  sleep "$1"
+  read -r -a b </proc/stat
+  # cpu user nice system idle iowait irq softirq steal
+  awk -v n="$(nproc)" -v busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8]))) \
+    -v idle=$(((b[4] + b[5]) - (a[4] + a[5]))) \
+    'BEGIN { t = busy + idle; printf "%.2f", (t > 0 ? busy / t * n : 0) }'
+}
+# quiet_gate: waits until other processes keep at most QUIET_MAX cores busy (up to
+# QUIET_WAIT s, then goes on and lets the report leave the run out); sets BUSY_BEFORE.
+quiet_gate() {
+  local waited=0
+  BUSY_BEFORE="$(busy_cores 2)"
+  while awk -v b="$BUSY_BEFORE" -v m="$QUIET_MAX" 'BEGIN { exit !(b > m) }'; do
+    if ((waited >= QUIET_WAIT)); then
+      log "still $BUSY_BEFORE cores busy with other processes after ${QUIET_WAIT}s; this run will not count"
+      return 0
+    fi
+    log "waiting for a quiet machine: $BUSY_BEFORE cores busy with other processes"
+    sleep 3
+    waited=$((waited + 5))
+    BUSY_BEFORE="$(busy_cores 2)"
+  done
+}
+# busy_after: the larger of BUSY_BEFORE and a sample taken now (after the run).
+busy_after() {
+  local after
+  after="$(busy_cores 2)"
+  awk -v a="$BUSY_BEFORE" -v b="$after" 'BEGIN { printf "%.2f", (a > b ? a : b) }'
+}
 
 # ---------------------------------------------------------------- tools, services, build
 install_tools() {
@@ -273,8 +316,9 @@ row_http_l1() {
   warm "$NGINX_URL"
   warm -H "Authorization: Bearer $TOKEN_R" "$url"
   warm -H "Authorization: Bearer $TOKEN_R" "$wurl"
-  local r n t w
+  local r n t w busy
   for ((r = 0; r < RUNS; r++)); do
+    quiet_gate
     if ((r % 2 == 0)); then
       n="$(wrk_rate "$NGINX_URL")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
@@ -284,11 +328,13 @@ row_http_l1() {
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
       n="$(wrk_rate "$NGINX_URL")"
     fi
-    record --row http_l1 --series nginx --run "$r" --value "$n" --unit req/s --note "static 120-byte JSON, keep-alive"
-    record --row http_l1 --series tm-local --run "$r" --value "$t" --unit req/s \
+    busy="$(busy_after)"
+    record --row http_l1 --series nginx --run "$r" --value "$n" --unit req/s --busy "$busy" \
+      --note "static 120-byte JSON, keep-alive"
+    record --row http_l1 --series tm-local --run "$r" --value "$t" --unit req/s --busy "$busy" \
       --note "GET /v1/resolve/.../latest?key=, HS256 token checked, X-Cache hit-l1, default log level (info)"
     record --row http_l1 --series "tm-local, RUST_LOG=warn" --run "$r" --value "$w" --unit req/s \
-      --note "the same with logging at warn"
+      --busy "$busy" --note "the same with logging at warn"
   done
   stop_nginx
   stop_pid "$tm_pid"
@@ -318,8 +364,9 @@ row_http_l2() {
   # nginx too: the most any HTTP server answers under the same wrk load, in the same run.
   start_nginx
   warm -H "Authorization: Bearer $TOKEN_R" "$url"
-  local r b t n
+  local r b t n busy
   for ((r = 0; r < RUNS; r++)); do
+    quiet_gate
     if ((r % 2 == 0)); then
       b="$(redis_rate -c "$CONNS" -n "$n_req" GET "$key")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
@@ -329,11 +376,12 @@ row_http_l2() {
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
       b="$(redis_rate -c "$CONNS" -n "$n_req" GET "$key")"
     fi
-    record --row http_l2 --series "redis-benchmark GET" --run "$r" --value "$b" --unit req/s \
+    busy="$(busy_after)"
+    record --row http_l2 --series "redis-benchmark GET" --run "$r" --value "$b" --unit req/s --busy "$busy" \
       --note "redis-benchmark -c $CONNS GET of a ${#entry}-byte value (the cached route entry)"
-    record --row http_l2 --series tm-local --run "$r" --value "$t" --unit req/s \
+    record --row http_l2 --series tm-local --run "$r" --value "$t" --unit req/s --busy "$busy" \
       --note "TM_L1_TTL_MS=0, exact version: one Redis HGET per resolve, X-Cache hit-l2"
-    record --row http_l2 --series nginx --run "$r" --value "$n" --unit req/s \
+    record --row http_l2 --series nginx --run "$r" --value "$n" --unit req/s --busy "$busy" \
       --note "static 120-byte JSON under the same wrk load"
   done
   stop_nginx
@@ -342,7 +390,8 @@ row_http_l2() {
 
 row_miss() {
   log "miss: resolve on a miss vs raw GetItem, DynamoDB Local"
-  "$BENCH" miss --table "$TABLE" --routes "$MISS_ROUTES" --runs "$MISS_RUNS" >>"$RESULTS"
+  quiet_gate
+  BENCH_BUSY="$BUSY_BEFORE" "$BENCH" miss --table "$TABLE" --routes "$MISS_ROUTES" --runs "$MISS_RUNS" >>"$RESULTS"
 }
 
 row_burst() {
@@ -389,6 +438,8 @@ row_consumer() {
   note_prefix "tm-bench-set-$RUN_ID:"
   value="$(head -c 384 /dev/zero | tr '\0' 'x')"
   for ((r = 0; r < RUNS; r++)); do
+    quiet_gate
+    export BENCH_BUSY="$BUSY_BEFORE"
     if ((r % 2 == 0)); then
       b="$(redis_rate -c 1 -P 100 -n 300000 SET "$key" "$value")"
       "$BENCH" consumer --batches "$CONSUMER_BATCHES" --run "$r" >>"$RESULTS" 2>>"$OUT/consumer.log"

@@ -12,7 +12,7 @@ use tm_bench::report;
 
 const USAGE: &str = "usage: tm-bench <command> [--flag value ...]
   machine      --out FILE [--set K=V]... [--tool TEXT]...   describe the machine
-  record       --row R --series S --run N --value X --unit U [--note TEXT]
+  record       --row R --series S --run N --value X --unit U [--note TEXT] [--busy CORES]
   criterion    --dir target/criterion --run N [--since-ms EPOCH_MS]
   miss         --table T [--routes 200] [--runs 5]
   burst        --table T [--concurrency 1000] [--trials 5]
@@ -139,6 +139,9 @@ async fn run(cmd: &str, f: &Flags) -> anyhow::Result<()> {
             );
             if let Ok(n) = f.str("note") {
                 r = r.note(n);
+            }
+            if f.str("busy").is_ok() {
+                r = r.busy(f.req("busy")?);
             }
             r.emit();
         }

@@ -19,6 +19,10 @@ pub struct Record {
     /// The 1-minute load average when the run ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load1: Option<f64>,
+    /// CPU cores kept busy by other processes around the run (the larger of the samples
+    /// bench.sh takes just before and just after it, while its own servers are idle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy: Option<f64>,
     /// Free text (what was run, counts behind a percentage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -34,8 +38,18 @@ impl Record {
             value,
             unit: unit.to_owned(),
             load1: load_average().map(|l| l[0]),
+            // bench.sh sets it around a driver that records runs itself.
+            busy: std::env::var("BENCH_BUSY")
+                .ok()
+                .and_then(|b| b.parse().ok()),
             note: None,
         }
+    }
+
+    /// With the other processes' load around the run.
+    pub fn busy(mut self, busy: f64) -> Self {
+        self.busy = Some(busy);
+        self
     }
 
     /// With a note.

@@ -6,12 +6,19 @@
 //! the baseline measured in the same run (they were interleaved), and then summarised;
 //! a target is checked on the median (of the ratios, for a ratio target), except
 //! "exactly" targets, which every run must meet.
+//!
+//! A ratio is only as good as the quiet it was taken in: a run in which other processes
+//! kept more than [`BUSY_LIMIT`] cores busy (bench.sh samples it around each run) is left
+//! out of every ratio, and a ratio target none of whose runs was quiet is "not judged".
 
 use crate::record::{Machine, Record};
 use crate::stats::{Summary, summarize};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// The most CPU cores other processes may keep busy around a run whose ratio counts.
+pub const BUSY_LIMIT: f64 = 0.5;
 
 /// How a line's target is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -326,6 +333,8 @@ pub struct Series {
     pub values: BTreeMap<u32, f64>,
     /// Load average (1 min) range over the runs.
     pub load1: Option<(f64, f64)>,
+    /// Other processes' busy cores around each run, where measured.
+    pub busy: BTreeMap<u32, f64>,
     /// Distinct notes.
     pub notes: Vec<String>,
 }
@@ -341,8 +350,10 @@ pub struct Outcome {
     pub figure: Option<Summary>,
     /// The baseline and its unit.
     pub baseline: Option<(Summary, String)>,
-    /// Per-run ratios figure / baseline, summarised.
+    /// Per-run ratios figure / baseline, summarised, over the quiet runs only.
     pub ratio: Option<Summary>,
+    /// Runs with both a figure and a baseline left out of the ratio: the machine was busy.
+    pub busy_runs: usize,
     /// `pass`, `miss`, `info` or `not run`.
     pub result: String,
 }
@@ -378,6 +389,7 @@ fn collect(records: &[Record]) -> Vec<Series> {
                     summary: None,
                     values: BTreeMap::new(),
                     load1: None,
+                    busy: BTreeMap::new(),
                     notes: Vec::new(),
                 });
                 out.len() - 1
@@ -385,6 +397,9 @@ fn collect(records: &[Record]) -> Vec<Series> {
         };
         let s = &mut out[i];
         s.values.insert(r.run, r.value);
+        if let Some(b) = r.busy {
+            s.busy.insert(r.run, b);
+        }
         if let Some(l) = r.load1 {
             s.load1 = Some(match s.load1 {
                 Some((lo, hi)) => (lo.min(l), hi.max(l)),
@@ -411,22 +426,35 @@ fn check(line: &Line, series: &[Series]) -> Outcome {
     };
     let fig = find(line.series);
     let base = line.baseline.and_then(find);
+    let quiet = |s: &Series, run: &u32| s.busy.get(run).is_none_or(|b| *b <= BUSY_LIMIT);
+    let mut busy_runs = 0;
     let ratio = match (fig, base) {
         (Some(f), Some(b)) => {
-            let r: Vec<f64> = f
-                .values
-                .iter()
-                .filter_map(|(run, v)| b.values.get(run).map(|bv| v / bv))
-                .collect();
+            let mut r = Vec::new();
+            for (run, v) in &f.values {
+                let Some(bv) = b.values.get(run) else {
+                    continue;
+                };
+                if quiet(f, run) && quiet(b, run) {
+                    r.push(v / bv);
+                } else {
+                    busy_runs += 1;
+                }
+            }
             summarize(&r)
         }
         _ => None,
     };
+    let ratio_target = matches!(
+        line.check,
+        Check::RatioAtLeast(_) | Check::OverheadAtMost(_)
+    );
     let median = fig.and_then(|f| f.summary).map(|s| s.median);
     let verdict = |ok: bool| if ok { "pass" } else { "miss" };
     let result = match (line.check, median) {
         (Check::Info | Check::InfoOverhead, _) => "info",
         (_, None) => "not run",
+        _ if ratio_target && ratio.is_none() && busy_runs > 0 => "not judged",
         (Check::RatioAtLeast(x), _) => match ratio {
             Some(r) => verdict(r.median >= x),
             None => "not run",
@@ -452,6 +480,7 @@ fn check(line: &Line, series: &[Series]) -> Outcome {
         figure: fig.and_then(|f| f.summary),
         baseline: base.and_then(|b| b.summary.map(|s| (s, b.unit.clone()))),
         ratio,
+        busy_runs,
         result: result.to_owned(),
     }
 }
@@ -516,10 +545,18 @@ fn ratio_text(o: &Outcome) -> String {
             format!("{:.1} %", x * 100.0)
         }
     };
-    if r.n == 1 || r.min == r.max {
+    let text = if r.n == 1 || r.min == r.max {
         pct(r.median)
     } else {
         format!("{} / **{}** / {}", pct(r.min), pct(r.median), pct(r.max))
+    };
+    if o.busy_runs > 0 {
+        format!(
+            "{text} ({} quiet runs; {} left out: machine busy)",
+            r.n, o.busy_runs
+        )
+    } else {
+        text
     }
 }
 
@@ -528,6 +565,7 @@ fn result_text(r: &str) -> &str {
         "pass" => "✅ pass",
         "miss" => "❌ miss",
         "info" => "—",
+        "not judged" => "⚠ not judged: no quiet run",
         _ => "not run",
     }
 }

@@ -4,6 +4,12 @@
 //! 64 KiB + 1 byte of body, and hands each function the `lambda_http` request Lambda
 //! would deliver: API Gateway v2 request context with the token's claims, query map, raw
 //! path. No JSON round trip on the way.
+//!
+//! Resolve, the hot path, skips building that request: the gateway runs the same
+//! admission checks in the same order ([`admit_resolve`]) and calls the resolve handler's
+//! transport-neutral [`ResolveHandler::resolve`](tm_resolve::ResolveHandler::resolve),
+//! which the Lambda path also ends in; building the `lambda_http` request and reading it
+//! back was a third of an L1 hit's CPU (docs/benchmarks.md).
 
 use crate::app::App;
 use anyhow::Context;
@@ -24,9 +30,10 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tm_core::api::{self, Function};
+use tm_core::api::{self, Function, Op, Principal};
 use tm_core::domain::route::MAX_BODY_BYTES;
 use tm_core::{Error, jwt};
+use tm_resolve::handler::ResolveCall;
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests (up to 10 s).
 pub async fn serve(mut app: App, listen: &str) -> anyhow::Result<()> {
@@ -168,9 +175,12 @@ struct VerifiedTokens {
     map: std::sync::RwLock<HashMap<String, Arc<Verified>>>,
 }
 
-/// A verified token's claims, as the authorizer hands them on, and its time bounds.
+/// A verified token's claims, as the authorizer hands them on, the caller they name, and
+/// the token's time bounds.
 struct Verified {
     claims: HashMap<String, String>,
+    /// What the functions make of `claims` ([`Principal::from_claims`]), made once.
+    principal: Result<Principal, Error>,
     exp: i64,
     nbf: Option<i64>,
 }
@@ -194,12 +204,7 @@ impl VerifiedTokens {
     /// Distinct tokens kept before the cache starts over.
     const MAX: usize = 10_000;
 
-    fn verify(
-        &self,
-        secret: &[u8],
-        token: &str,
-        now: i64,
-    ) -> Result<HashMap<String, String>, Error> {
+    fn verify(&self, secret: &[u8], token: &str, now: i64) -> Result<Arc<Verified>, Error> {
         let hit = self
             .map
             .read()
@@ -208,24 +213,26 @@ impl VerifiedTokens {
             .cloned();
         if let Some(v) = hit {
             v.check_time(now)?;
-            return Ok(v.claims.clone());
+            return Ok(v);
         }
         let claims = jwt::verify(secret, token, now)?;
-        let verified = Verified {
+        let strings: HashMap<String, String> =
+            jwt::claims_as_strings(&claims).into_iter().collect();
+        let verified = Arc::new(Verified {
             exp: claims
                 .get("exp")
                 .and_then(serde_json::Value::as_i64)
                 .unwrap_or(i64::MIN),
             nbf: claims.get("nbf").and_then(serde_json::Value::as_i64),
-            claims: jwt::claims_as_strings(&claims).into_iter().collect(),
-        };
-        let out = verified.claims.clone();
+            principal: Principal::from_claims(|k| strings.get(k).cloned()),
+            claims: strings,
+        });
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= Self::MAX {
             map.clear();
         }
-        map.insert(token.to_owned(), Arc::new(verified));
-        Ok(out)
+        map.insert(token.to_owned(), verified.clone());
+        Ok(verified)
     }
 }
 
@@ -234,7 +241,7 @@ fn authorize(
     app: &App,
     tokens: &VerifiedTokens,
     req: &Request<Incoming>,
-) -> Result<HashMap<String, String>, Error> {
+) -> Result<Arc<Verified>, Error> {
     let value = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -263,6 +270,27 @@ pub fn query_map(query: Option<&str>) -> HashMap<String, String> {
             .or_insert(v);
     }
     map
+}
+
+/// One query parameter as [`query_map`] would give it (repeats joined by commas), without
+/// decoding the others.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode_query_part(k) != name {
+            continue;
+        }
+        let v = decode_query_part(v);
+        match &mut out {
+            Some(old) => {
+                old.push(',');
+                old.push_str(&v);
+            }
+            None => out = Some(v),
+        }
+    }
+    out
 }
 
 /// `+` as a space, then `%XX` escapes; the common plain text is copied once.
@@ -308,19 +336,36 @@ async fn dispatch(
         Ok(op) => op,
         Err(e) => return error(&e, cid, path),
     };
-    let claims = if op.function() == Function::Health {
+    let verified = if op.function() == Function::Health {
         None
     } else {
         match authorize(app, tokens, &req) {
-            Ok(c) => Some(c),
+            Ok(v) => Some(v),
             Err(e) => return error(&e, cid, path),
         }
     };
-    if let (Some(limiter), Some(c)) = (&app.rate_limiter, &claims)
-        && let Err(e) = limiter.admit(&op, c)
+    if let (Some(limiter), Some(v)) = (&app.rate_limiter, &verified)
+        && let Err(e) = limiter.admit(&op, &v.claims)
     {
         return error(&e, cid, path);
     }
+    if let (Op::Resolve(params), Some(v)) = (&op, &verified) {
+        return match admit_resolve(&op, v, req).await {
+            Ok(req) => {
+                let call = ResolveCall {
+                    params,
+                    key: req.key.as_deref(),
+                    if_none_match: req.if_none_match.as_deref(),
+                };
+                match app.resolve.resolve(call, cid).await {
+                    Ok(resp) => resp.map(Full::new),
+                    Err(e) => error(&e, cid, path),
+                }
+            }
+            Err(e) => error(&e, cid, path),
+        };
+    }
+    let claims = verified.map(|v| v.claims.clone());
     let (mut parts, body) = req.into_parts();
     let bytes = match read_limited(body).await {
         Ok(b) => b,
@@ -343,6 +388,44 @@ async fn dispatch(
         Body::Binary(v) => Full::new(Bytes::from(v)),
         _ => Full::new(Bytes::new()),
     })
+}
+
+/// What resolve needs of an HTTP request, once admitted.
+struct ResolveRequest {
+    key: Option<String>,
+    if_none_match: Option<String>,
+}
+
+/// The checks [`tm_core::apigw::admit`] runs for a Lambda request, in the same order, on
+/// the HTTP request itself: the caller (401), scope and tenant (403), then the body (413;
+/// resolve takes none, so any media type passes).
+async fn admit_resolve(
+    op: &Op,
+    verified: &Verified,
+    req: Request<Incoming>,
+) -> Result<ResolveRequest, Error> {
+    let principal = verified.principal.as_ref().map_err(Clone::clone)?;
+    principal.authorize(op)?;
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let if_none_match = header("if-none-match");
+    let content_type = header("content-type");
+    let key = query_param(req.uri().query(), "key");
+    let body = req.into_body();
+    let bytes = if hyper::body::Body::is_end_stream(&body) {
+        Vec::new()
+    } else {
+        read_limited(body).await.map_err(|e| {
+            tracing::debug!(error = %e, "client body ended early");
+            Error::invalid("body", "could not be read")
+        })?
+    };
+    api::check_body(op, content_type.as_deref(), &bytes)?;
+    Ok(ResolveRequest { key, if_none_match })
 }
 
 fn to_lambda_request(
@@ -399,10 +482,10 @@ mod tests {
         let tokens = VerifiedTokens::default();
         let t = token(b"s", 1_000);
         // GIVEN a token that verified once
-        assert_eq!(tokens.verify(b"s", &t, 900).unwrap()["sub"], "u");
+        assert_eq!(tokens.verify(b"s", &t, 900).unwrap().claims["sub"], "u");
         // THEN it verifies again from the cache, and expires on time all the same
         assert_eq!(
-            tokens.verify(b"s", &t, 1_000).unwrap()["tm_tenants"],
+            tokens.verify(b"s", &t, 1_000).unwrap().claims["tm_tenants"],
             "acme"
         );
         assert!(matches!(
@@ -428,5 +511,11 @@ mod tests {
         assert_eq!(q["x"], "1,2");
         assert_eq!(q["plus"], "a b");
         assert_eq!(q["flag"], "");
+        // One parameter alone reads the same as from the whole map
+        let raw = Some("key=a%20b&limit=5&key=c+d&keyx=1");
+        assert_eq!(query_param(raw, "key").as_deref(), Some("a b,c d"));
+        assert_eq!(query_param(raw, "limit").as_deref(), Some("5"));
+        assert_eq!(query_param(raw, "nope"), None);
+        assert_eq!(query_param(None, "key"), None);
     }
 }

@@ -1,10 +1,11 @@
 //! Request ↔ `Resolver`, and the health endpoints.
 
+use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use tm_core::api::{self, Op};
+use tm_core::api::{self, Op, RouteParams};
 use tm_core::apigw::{self, Admitted};
 use tm_core::domain::names::ServiceKey;
 use tm_core::domain::select::Selector;
@@ -13,6 +14,19 @@ use tm_core::ports::Probe;
 use tm_core::services::resolve::{self, Resolver};
 use tm_core::{Error, Result};
 use tracing::Instrument;
+
+/// One resolve request, whichever transport carried it: the Lambda event (through
+/// [`ResolveHandler::handle`]) or tm-local's HTTP server, which calls
+/// [`ResolveHandler::resolve`] directly once its gateway has admitted the request.
+#[derive(Clone, Copy, Debug)]
+pub struct ResolveCall<'a> {
+    /// The path's names and selector.
+    pub params: &'a RouteParams,
+    /// The `key` query parameter.
+    pub key: Option<&'a str>,
+    /// The `If-None-Match` header.
+    pub if_none_match: Option<&'a str>,
+}
 
 /// The resolve function's handler.
 pub struct ResolveHandler {
@@ -48,27 +62,63 @@ impl ResolveHandler {
         .await
     }
 
+    /// Resolves an admitted request (authorised, body checked): 200 with the answer,
+    /// 304 with no body when `If-None-Match` names the route's revision, or the error.
+    pub async fn resolve(&self, call: ResolveCall<'_>, cid: &str) -> Result<http::Response<Bytes>> {
+        let p = call.params;
+        let svc = ServiceKey::parse(&p.tenant, &p.service, &p.env)?;
+        let selector = Selector::parse(&p.version)?;
+        if let Some(k) = call.key {
+            resolve::check_sticky_key(k)?;
+        }
+        let (resolved, source) = self
+            .resolver
+            .resolve_rendered(&svc, &p.version, &selector)
+            .await?;
+        self.metrics.record(source);
+        // No candidate is 503 whatever the client holds: its copy names an endpoint that
+        // is no longer available.
+        if !resolved.has_candidate() {
+            return Err(Error::NoAvailableEndpoint);
+        }
+        let not_modified = call
+            .if_none_match
+            .is_some_and(|tags| resolved.etag_matches(tags));
+        let mut resp = if not_modified {
+            let mut r = http::Response::new(Bytes::new());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r
+        } else {
+            let mut r = http::Response::new(resolved.body(call.key)?);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        };
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(cid) {
+            h.insert(api::CORRELATION_HEADER, v);
+        }
+        h.insert(header::ETAG, resolved.etag().clone());
+        h.insert(header::CACHE_CONTROL, resolved.cache_control().clone());
+        h.insert("x-cache", HeaderValue::from_static(source.header()));
+        Ok(resp)
+    }
+
     async fn dispatch(&self, req: &Request, adm: Admitted) -> Result<Response<String>> {
         let cid = adm.correlation_id.as_str();
         match &adm.op {
             Op::Resolve(p) => {
-                let svc = ServiceKey::parse(&p.tenant, &p.service, &p.env)?;
-                let selector = Selector::parse(&p.version)?;
                 let key = apigw::query(req, "key");
-                if let Some(k) = &key {
-                    resolve::check_sticky_key(k)?;
-                }
-                let (route, source) = self.resolver.resolve(&svc, &p.version, &selector).await?;
-                self.metrics.record(source);
-                let answer = resolve::answer(&route, key.as_deref())?;
-                let mut resp = api::json_response(StatusCode::OK, &answer, cid);
-                api::set_etag(&mut resp, route.revision);
-                let h = resp.headers_mut();
-                if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", route.ttl_seconds)) {
-                    h.insert(header::CACHE_CONTROL, v);
-                }
-                h.insert("x-cache", HeaderValue::from_static(source.header()));
-                Ok(resp)
+                let call = ResolveCall {
+                    params: p,
+                    key: key.as_deref(),
+                    if_none_match: apigw::header(req, "if-none-match"),
+                };
+                let resp = self.resolve(call, cid).await?;
+                // The body is JSON that serde_json wrote: always UTF-8.
+                Ok(resp.map(|b| String::from_utf8_lossy(&b).into_owned()))
             }
             Op::Healthz => Ok(api::json_response(
                 StatusCode::OK,

@@ -113,3 +113,32 @@ async fn a_resolve_scope_cannot_read_the_management_api_and_health_needs_no_clai
     let body: Value = serde_json::from_slice(ready.body().as_ref()).unwrap();
     assert_eq!(body["backends"]["store"], "up");
 }
+
+#[tokio::test]
+async fn a_resolve_event_with_the_routes_etag_gets_304_without_a_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = handler(&dir).await;
+    // GIVEN the answer's ETag
+    let first = h.handle(event(|_| {})).await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(etag, "\"1\"");
+    // WHEN the client sends it back
+    let again = h
+        .handle(event(|v| {
+            v["headers"]["if-none-match"] = etag.clone().into()
+        }))
+        .await;
+    // THEN 304, no body, the caching headers kept
+    assert_eq!(again.status(), 304);
+    assert!(again.body().is_empty());
+    assert_eq!(again.headers()["etag"], "\"1\"");
+    assert_eq!(again.headers()["cache-control"], "max-age=30");
+    assert_eq!(again.headers()["x-cache"], "hit-l1");
+    // AND a stale tag gets the whole answer
+    let stale = h
+        .handle(event(|v| v["headers"]["if-none-match"] = "\"0\"".into()))
+        .await;
+    assert_eq!(stale.status(), 200);
+    let body: Value = serde_json::from_slice(stale.body().as_ref()).unwrap();
+    assert_eq!(body["revision"], 1);
+}

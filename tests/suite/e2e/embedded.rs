@@ -10,6 +10,11 @@ async fn a_newcomer_creates_a_canary_and_resolves_it_with_and_without_a_key() {
 }
 
 #[tokio::test]
+async fn a_client_polling_with_the_etag_gets_304_until_the_route_changes() {
+    s::conditional_resolve(ENV).await;
+}
+
+#[tokio::test]
 async fn every_change_reaches_resolve_within_the_l1_ttl_plus_a_second() {
     s::changes_propagate(ENV).await;
 }

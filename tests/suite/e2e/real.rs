@@ -69,6 +69,7 @@ macro_rules! on_real_backends {
 
 on_real_backends! {
     on_real_backends_a_newcomer_creates_a_canary_and_resolves_it => s::canary_route_resolves;
+    on_real_backends_a_client_polling_with_the_etag_gets_304_until_the_route_changes => s::conditional_resolve;
     on_real_backends_every_change_reaches_resolve_within_the_l1_ttl_plus_a_second => s::changes_propagate;
     on_real_backends_revisions_grow_by_one_across_delete_and_recreate => s::revisions_survive_delete_and_recreate;
     on_real_backends_preconditions_answer_412_and_404 => s::preconditions;

@@ -1088,3 +1088,114 @@ pub(crate) async fn concurrent_writes(env: &[(&str, &str)]) {
         .count();
     assert_eq!(created, 1);
 }
+
+/// `If-None-Match` on resolve: the route's ETag (strong or weak, alone or in a list)
+/// answers 304 with no body and the caching headers; another revision answers 200; a route
+/// without candidates answers 503 whatever the client holds. The checks before it keep
+/// the contract's order.
+pub(crate) async fn conditional_resolve(env: &[(&str, &str)]) {
+    let (_srv, _dir, http) = start(env);
+    let tok = admin("acme");
+    let path = route_path("acme", "pay", "prod", "1.0.0");
+    let r = http.put(&path, &tok, &body(&[("a", 1), ("b", 1)])).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let rpath = "/v1/resolve/acme/pay/prod/latest?key=user-7";
+    let get_if = |tag: &'static str| {
+        let http = http.clone();
+        let tok = tok.clone();
+        async move {
+            http.send(
+                Method::GET,
+                rpath,
+                Some(&tok),
+                &[("if-none-match", tag), ("x-correlation-id", "poll-1")],
+                None,
+            )
+            .await
+        }
+    };
+    // GIVEN a client holding revision 1
+    let first = http.get(rpath, &tok).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("etag"), "\"1\"");
+    // WHEN it polls with that ETag, THEN 304, no body, the caching headers
+    for tag in ["\"1\"", "W/\"1\"", "\"0\", \"1\"", "*"] {
+        let r = get_if(tag).await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{tag}: {}", r.text);
+        assert_eq!(r.text, "", "a 304 has no body");
+        assert_eq!(r.header("etag"), "\"1\"");
+        assert_eq!(r.header("cache-control"), "max-age=30");
+        assert_eq!(r.header("x-correlation-id"), "poll-1");
+        assert!(!r.header("x-cache").is_empty());
+    }
+    // AND another revision's tag gets the answer
+    let r = get_if("\"2\"").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["endpoint"], first.json["endpoint"]);
+    // WHEN the route changes, THEN the old tag gets the new answer once it is visible
+    http.put(&path, &tok, &body(&[("a", 1), ("b", 3)])).await;
+    until_resolved(&http, &tok, rpath, |r| r.json["revision"] == 2).await;
+    let r = get_if("\"1\"").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("etag"), "\"2\"");
+    // AND a route without candidates is 503 even for a client holding its ETag
+    let none = route_path("acme", "off", "prod", "1.0.0");
+    http.put(&none, &tok, &body(&[("a", 0)])).await;
+    let r = http
+        .send(
+            Method::GET,
+            "/v1/resolve/acme/off/prod/1.0.0",
+            Some(&tok),
+            &[("if-none-match", "*")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.code(), "no_available_endpoint");
+    // AND the checks before it come first: 401, 403, 413, 400, 404 — never 304
+    let cases: [(Option<&str>, &str, Option<String>, StatusCode); 5] = [
+        (None, rpath, None, StatusCode::UNAUTHORIZED),
+        (
+            Some("acme"),
+            "/v1/resolve/other/pay/prod/latest",
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Some("acme"),
+            rpath,
+            Some("x".repeat(70_000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            Some("acme"),
+            "/v1/resolve/acme/pay/prod/latest?key=",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Some("acme"),
+            "/v1/resolve/acme/nope/prod/latest",
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (tenant, p, big, want) in cases {
+        let t = tenant.map(admin);
+        let r = http
+            .send(
+                Method::GET,
+                p,
+                t.as_deref(),
+                &[("if-none-match", "*")],
+                big.as_deref(),
+            )
+            .await;
+        assert_eq!(r.status, want, "{p}: {}", r.text);
+        assert!(
+            !r.code().is_empty(),
+            "the contract's error body: {}",
+            r.text
+        );
+    }
+}

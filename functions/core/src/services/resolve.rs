@@ -7,6 +7,7 @@ use crate::domain::pick;
 use crate::domain::route::{Endpoint, Route};
 use crate::domain::select::{Selector, VersionSet};
 use crate::ports::{CachedRoute, Consistency, RouteReader, SharedCache};
+use crate::services::render::Resolved;
 use crate::singleflight::SingleFlight;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -69,7 +70,7 @@ impl L1Key {
 
 #[derive(Clone)]
 struct L1Entry {
-    route: Option<Arc<Route>>,
+    route: Option<Arc<Resolved>>,
     fresh_until: Instant,
     /// [`entry_bytes`], computed once.
     weight: u32,
@@ -79,7 +80,7 @@ struct L1Entry {
 /// the decoded route with its allocations (each heap block costs its length rounded up
 /// to 16 bytes, plus 16). Measured against the real thing: a 3-endpoint route with short
 /// names and ~40-character URLs is about 1.45 KB as an entry, and estimates to about that.
-fn entry_bytes(key: &L1Key, route: Option<&Route>) -> u32 {
+fn entry_bytes(key: &L1Key, resolved: Option<&Resolved>) -> u32 {
     /// moka's per-entry bookkeeping (entry, deque nodes, hash) and the `Arc<L1Entry>`.
     const ENTRY: usize = 420;
     fn block(len: usize) -> usize {
@@ -90,7 +91,11 @@ fn entry_bytes(key: &L1Key, route: Option<&Route>) -> u32 {
         }
     }
     let mut bytes = ENTRY + block(key.0.len());
-    if let Some(r) = route {
+    if let Some(resolved) = resolved {
+        let r = resolved.route();
+        // The `Resolved` (its candidate indexes included) and its encoded answers.
+        bytes += block(std::mem::size_of::<Resolved>() + 16) + block(r.endpoints.len() * 8);
+        bytes += resolved.bodies_bytes();
         bytes += block(std::mem::size_of::<Route>() + 16);
         for s in [
             r.tenant.as_str(),
@@ -153,6 +158,18 @@ impl Resolver {
         selector_text: &str,
         selector: &Selector,
     ) -> Result<(Arc<Route>, CacheSource)> {
+        let (resolved, source) = self.resolve_rendered(svc, selector_text, selector).await?;
+        Ok((resolved.route().clone(), source))
+    }
+
+    /// [`Resolver::resolve`], with the route's answers as resolve serves them: from L1,
+    /// the answers already encoded for earlier requests.
+    pub async fn resolve_rendered(
+        &self,
+        svc: &ServiceKey,
+        selector_text: &str,
+        selector: &Selector,
+    ) -> Result<(Arc<Resolved>, CacheSource)> {
         let key = L1Key::new(svc, selector_text);
         let cached = self.l1.as_ref().and_then(|l1| l1.get(&key));
         if let Some(e) = &cached
@@ -163,6 +180,7 @@ impl Resolver {
         let loaded = self.flights.run(&key, || self.load(svc, selector)).await;
         match loaded {
             Ok((route, source)) => {
+                let route = route.map(|r| Arc::new(Resolved::new(r)));
                 if let Some(l1) = &self.l1 {
                     let ttl = if route.is_some() {
                         self.l1_ttl
@@ -244,7 +262,10 @@ fn active(route: Option<Arc<Route>>) -> Option<Arc<Route>> {
     route.filter(|r| r.active)
 }
 
-fn found(route: Option<Arc<Route>>, source: CacheSource) -> Result<(Arc<Route>, CacheSource)> {
+fn found(
+    route: Option<Arc<Resolved>>,
+    source: CacheSource,
+) -> Result<(Arc<Resolved>, CacheSource)> {
     route.map(|r| (r, source)).ok_or(Error::NotFound)
 }
 
@@ -301,7 +322,16 @@ pub struct Answer<'a> {
 pub fn answer<'a>(route: &'a Route, key: Option<&str>) -> Result<Answer<'a>> {
     let cands = pick::candidates(route);
     let chosen: &Endpoint = pick::choose(&cands, key).ok_or(Error::NoAvailableEndpoint)?;
-    Ok(Answer {
+    Ok(answer_for(route, &cands, chosen))
+}
+
+/// The answer naming `chosen` among `cands` (the route's winning priority group).
+pub fn answer_for<'a>(
+    route: &'a Route,
+    cands: &[&'a Endpoint],
+    chosen: &'a Endpoint,
+) -> Answer<'a> {
+    Answer {
         tenant: route.tenant.as_str(),
         service: route.service.as_str(),
         env: route.env.as_str(),
@@ -322,7 +352,7 @@ pub fn answer<'a>(route: &'a Route, key: Option<&str>) -> Result<Answer<'a>> {
             .collect(),
         revision: route.revision,
         ttl_seconds: route.ttl_seconds,
-    })
+    }
 }
 
 /// Checks a sticky key: 1–256 chars.
@@ -603,9 +633,11 @@ mod tests {
         .unwrap();
         let rk = RouteKey::parse("bench", "svc-12345", "prod", "1.0.0").unwrap();
         let small = Route::from_spec(&rk, small, 1, Timestamp::from_millis(0), "bench");
-        // Measured: about 1.45 KB per entry of this route (decoded route + moka entry).
+        // Measured: about 1.45 KB per entry of this route (decoded route + moka entry),
+        // plus its two candidates' encoded answers (about 330 bytes each; estimated high).
+        let small = Resolved::new(Arc::new(small));
         let w = entry_bytes(&key, Some(&small));
-        assert!((1_200..=1_700).contains(&w), "{w}");
+        assert!((2_200..=3_000).contains(&w), "{w}");
         assert!(entry_bytes(&key, None) < 600);
         // The largest route the contract allows weighs what it holds.
         let url = format!("https://{}.example", "a".repeat(2000));
@@ -616,7 +648,7 @@ mod tests {
             RouteSpec::from_json(format!(r#"{{"endpoints":[{}]}}"#, eps.join(",")).as_bytes())
                 .unwrap();
         let big = Route::from_spec(&rk, big, 1, Timestamp::from_millis(0), "bench");
-        assert!(entry_bytes(&key, Some(&big)) > 128_000);
+        assert!(entry_bytes(&key, Some(&Resolved::new(Arc::new(big)))) > 128_000);
     }
 
     #[test]

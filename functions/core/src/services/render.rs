@@ -1,0 +1,269 @@
+//! Resolve answers encoded once per route revision: a [`Resolved`] route carries its
+//! winning priority group and, for each candidate, the answer body naming that candidate,
+//! encoded the first time it is served and kept with the in-process (L1) entry. An L1 hit
+//! then costs the endpoint choice and a reference count, not a JSON encoding; the body is
+//! byte for byte what [`resolve::answer`](crate::services::resolve::answer) encodes.
+//!
+//! Every candidate gets its own body, so a route's bodies grow with the square of its
+//! candidates (64 candidates with 2 KB URLs would be megabytes). Past [`RENDER_BUDGET`]
+//! estimated bytes the route is encoded per request instead, as before.
+
+use crate::domain::pick;
+use crate::domain::route::{Endpoint, Route};
+use crate::services::resolve::answer_for;
+use crate::{Error, Result};
+use bytes::Bytes;
+use http::HeaderValue;
+use std::sync::{Arc, OnceLock};
+
+/// The most bytes one route's encoded answers may take, by [`body_estimate`] × candidates.
+pub const RENDER_BUDGET: usize = 16 * 1024;
+
+/// A route as resolve serves it: the route, its candidates and its encoded answers.
+pub struct Resolved {
+    route: Arc<Route>,
+    /// Indexes into `route.endpoints` of the winning priority group, in route order.
+    candidates: Vec<usize>,
+    /// One lazily encoded body per candidate; empty when over [`RENDER_BUDGET`].
+    bodies: Box<[OnceLock<Bytes>]>,
+    etag: HeaderValue,
+    cache_control: HeaderValue,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("route", &self.route.key().to_string())
+            .field("revision", &self.route.revision)
+            .field("candidates", &self.candidates)
+            .finish()
+    }
+}
+
+impl Resolved {
+    /// Works out the candidates; encodes nothing yet.
+    pub fn new(route: Arc<Route>) -> Self {
+        let candidates: Vec<usize> = pick::candidates(&route)
+            .into_iter()
+            .filter_map(|c| route.endpoints.iter().position(|e| std::ptr::eq(e, c)))
+            .collect();
+        let estimate: usize = body_estimate(&route, &candidates) * candidates.len();
+        let bodies = if estimate <= RENDER_BUDGET {
+            (0..candidates.len()).map(|_| OnceLock::new()).collect()
+        } else {
+            Box::default()
+        };
+        let etag = HeaderValue::from_str(&format!("\"{}\"", route.revision))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+        let cache_control = HeaderValue::from_str(&format!("max-age={}", route.ttl_seconds))
+            .unwrap_or_else(|_| HeaderValue::from_static("max-age=0"));
+        Self {
+            route,
+            candidates,
+            bodies,
+            etag,
+            cache_control,
+        }
+    }
+
+    /// The route.
+    pub fn route(&self) -> &Arc<Route> {
+        &self.route
+    }
+
+    /// `ETag: "<revision>"`.
+    pub fn etag(&self) -> &HeaderValue {
+        &self.etag
+    }
+
+    /// `Cache-Control: max-age=<ttl_seconds>`.
+    pub fn cache_control(&self) -> &HeaderValue {
+        &self.cache_control
+    }
+
+    /// Whether the route has an endpoint to answer with.
+    pub fn has_candidate(&self) -> bool {
+        !self.candidates.is_empty()
+    }
+
+    /// Whether an `If-None-Match` header names this revision: a comma-separated list of
+    /// entity tags, weak (`W/"7"`) or strong, or `*` (RFC 9110 §13.1.2: GET compares
+    /// weakly). Anything that is not a valid tag matches nothing.
+    pub fn etag_matches(&self, if_none_match: &str) -> bool {
+        let mine = self.etag.as_bytes();
+        if_none_match
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).as_bytes() == mine)
+    }
+
+    /// The answer body: the candidate `key` sticks to, or a weighted random one without a
+    /// key. 503 `no_available_endpoint` when the route has no candidate.
+    pub fn body(&self, key: Option<&str>) -> Result<Bytes> {
+        let cands: Vec<&Endpoint> = self
+            .candidates
+            .iter()
+            .map(|&i| &self.route.endpoints[i])
+            .collect();
+        let chosen = pick::choose(&cands, key).ok_or(Error::NoAvailableEndpoint)?;
+        let at = cands
+            .iter()
+            .position(|e| std::ptr::eq(*e, chosen))
+            .ok_or(Error::NoAvailableEndpoint)?;
+        let encode = || -> Result<Bytes> {
+            serde_json::to_vec(&answer_for(&self.route, &cands, chosen))
+                .map(Bytes::from)
+                .map_err(|e| Error::Internal(format!("encode answer: {e}")))
+        };
+        match self.bodies.get(at) {
+            Some(slot) => match slot.get() {
+                Some(b) => Ok(b.clone()),
+                None => {
+                    let b = encode()?;
+                    Ok(slot.get_or_init(|| b).clone())
+                }
+            },
+            None => encode(),
+        }
+    }
+
+    /// Memory the encoded answers may take (for the L1 budget): zero when the route is
+    /// encoded per request.
+    pub fn bodies_bytes(&self) -> usize {
+        if self.bodies.is_empty() {
+            0
+        } else {
+            // Each body is one heap block (rounded up to 16, plus 16) and a `Bytes` header.
+            let one = body_estimate(&self.route, &self.candidates);
+            self.bodies.len() * (one.div_ceil(16) * 16 + 16 + size_of::<OnceLock<Bytes>>())
+        }
+    }
+}
+
+/// An upper estimate of one answer's encoded length: the fixed text, the names, and each
+/// candidate twice at most (as `endpoint` and in `candidates`). JSON escapes are rare in
+/// names and URLs (names allow none); a URL may still need some, hence the slack.
+fn body_estimate(route: &Route, candidates: &[usize]) -> usize {
+    let names = route.tenant.as_str().len()
+        + route.service.as_str().len()
+        + route.env.as_str().len()
+        + route.version.as_str().len();
+    let per: usize = candidates
+        .iter()
+        .map(|&i| {
+            let e = &route.endpoints[i];
+            e.id.as_str().len()
+                + e.url.len() * 5 / 4
+                + e.region.as_ref().map_or(0, |r| r.as_str().len() + 12)
+                + 48
+        })
+        .max()
+        .unwrap_or(0);
+    160 + names + per * (candidates.len() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::names::RouteKey;
+    use crate::domain::route::RouteSpec;
+    use crate::domain::timefmt::Timestamp;
+    use crate::services::resolve::answer;
+
+    fn route(body: &str) -> Arc<Route> {
+        let key = RouteKey::parse("acme", "checkout", "prod", "2.3.1").unwrap();
+        let spec = RouteSpec::from_json(body.as_bytes()).unwrap();
+        Arc::new(Route::from_spec(
+            &key,
+            spec,
+            7,
+            Timestamp::from_millis(0),
+            "u",
+        ))
+    }
+
+    const CANARY: &str = r#"{"endpoints":[
+        {"id":"blue","url":"https://blue","weight":90,"region":"eu-west-1"},
+        {"id":"green","url":"https://green","weight":10},
+        {"id":"off","url":"https://off","status":"draining"},
+        {"id":"dr","url":"https://dr","priority":1}]}"#;
+
+    #[test]
+    fn a_pre_encoded_body_is_byte_for_byte_the_encoded_answer() {
+        // GIVEN a canary route
+        let r = route(CANARY);
+        let resolved = Resolved::new(r.clone());
+        for key in ["user-1", "user-2", "user-3", "a", "b", "zz"] {
+            // WHEN the same key is answered twice (the second from the kept body)
+            let first = resolved.body(Some(key)).unwrap();
+            let again = resolved.body(Some(key)).unwrap();
+            // THEN both are exactly what encoding the answer gives
+            let expected = serde_json::to_vec(&answer(&r, Some(key)).unwrap()).unwrap();
+            assert_eq!(first.as_ref(), expected.as_slice());
+            assert_eq!(again, first);
+        }
+        assert!(resolved.bodies_bytes() > 0);
+    }
+
+    #[test]
+    fn without_a_key_the_body_names_a_random_candidate_of_the_winning_group() {
+        let resolved = Resolved::new(route(CANARY));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..400 {
+            let v: serde_json::Value =
+                serde_json::from_slice(&resolved.body(None).unwrap()).unwrap();
+            seen.insert(v["endpoint"]["id"].as_str().unwrap().to_owned());
+            assert_eq!(v["candidates"].as_array().unwrap().len(), 2);
+        }
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            ["blue", "green"],
+            "both weights get traffic, and nothing outside the group"
+        );
+    }
+
+    #[test]
+    fn a_route_without_candidates_answers_no_available_endpoint() {
+        let resolved = Resolved::new(route(
+            r#"{"endpoints":[{"id":"a","url":"https://a","weight":0}]}"#,
+        ));
+        assert!(!resolved.has_candidate());
+        assert!(matches!(
+            resolved.body(Some("k")),
+            Err(Error::NoAvailableEndpoint)
+        ));
+    }
+
+    #[test]
+    fn a_route_over_the_budget_is_encoded_per_request_with_the_same_bytes() {
+        // GIVEN 64 endpoints with long URLs: 64 bodies of ~10 KB each would be 640 KB
+        let eps: Vec<String> = (0..64)
+            .map(|i| {
+                format!(
+                    r#"{{"id":"e{i}","url":"https://h{i}.example/{}"}}"#,
+                    "p".repeat(120)
+                )
+            })
+            .collect();
+        let r = route(&format!(r#"{{"endpoints":[{}]}}"#, eps.join(",")));
+        let resolved = Resolved::new(r.clone());
+        // THEN nothing is kept, and the answer is still the encoded one
+        assert_eq!(resolved.bodies_bytes(), 0);
+        let got = resolved.body(Some("k")).unwrap();
+        let expected = serde_json::to_vec(&answer(&r, Some("k")).unwrap()).unwrap();
+        assert_eq!(got.as_ref(), expected.as_slice());
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists_and_star() {
+        let resolved = Resolved::new(route(CANARY));
+        assert_eq!(resolved.etag(), "\"7\"");
+        assert_eq!(resolved.cache_control(), "max-age=30");
+        for yes in ["\"7\"", "W/\"7\"", "\"3\", \"7\"", " \"1\" ,W/\"7\" ", "*"] {
+            assert!(resolved.etag_matches(yes), "{yes}");
+        }
+        for no in ["\"8\"", "7", "\"77\"", "", "W/7", "\"7"] {
+            assert!(!resolved.etag_matches(no), "{no}");
+        }
+    }
+}
