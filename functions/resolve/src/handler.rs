@@ -8,7 +8,6 @@ use tm_core::api::{self, Op};
 use tm_core::apigw::{self, Admitted};
 use tm_core::domain::names::ServiceKey;
 use tm_core::domain::select::Selector;
-use tm_core::metrics::CacheMetrics;
 use tm_core::ports::Probe;
 use tm_core::services::resolve::{self, Resolver};
 use tm_core::{Error, Result};
@@ -18,17 +17,12 @@ use tracing::Instrument;
 pub struct ResolveHandler {
     resolver: Resolver,
     probes: Vec<Arc<dyn Probe>>,
-    metrics: CacheMetrics,
 }
 
 impl ResolveHandler {
     /// A handler over the resolver; `probes` are the backends `/readyz` asks.
     pub fn new(resolver: Resolver, probes: Vec<Arc<dyn Probe>>) -> Self {
-        Self {
-            resolver,
-            probes,
-            metrics: CacheMetrics::from_env(),
-        }
+        Self { resolver, probes }
     }
 
     /// Answers one request; never fails (errors are responses).
@@ -58,9 +52,11 @@ impl ResolveHandler {
                 if let Some(k) = &key {
                     resolve::check_sticky_key(k)?;
                 }
+                let started = std::time::Instant::now();
                 let (route, source) = self.resolver.resolve(&svc, &p.version, &selector).await?;
-                self.metrics.record(source);
-                let answer = resolve::answer(&route, key.as_deref())?;
+                let answer = resolve::answer(&route, key.as_deref());
+                tm_core::metrics::figures().resolved(source, started.elapsed());
+                let answer = answer?;
                 let mut resp = api::json_response(StatusCode::OK, &answer, cid);
                 api::set_etag(&mut resp, route.revision);
                 let h = resp.headers_mut();
