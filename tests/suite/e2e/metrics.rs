@@ -122,3 +122,49 @@ async fn metrics_are_prometheus_text_without_a_token_and_move_with_resolves() {
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.header("allow"), "GET");
 }
+
+#[test]
+fn the_grafana_dashboard_shows_every_figure_from_cloudwatch_and_from_prometheus() {
+    use tm_core::metrics as m;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/grafana-dashboard.json"
+    );
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("JSON");
+    let targets: Vec<&serde_json::Value> = dash["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .filter_map(|p| p["targets"].as_array())
+        .flatten()
+        .collect();
+    let cloudwatch: Vec<&str> = targets
+        .iter()
+        .filter_map(|t| t["metricName"].as_str())
+        .collect();
+    let prometheus: String = targets
+        .iter()
+        .filter_map(|t| t["expr"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for name in [
+        m::RESOLVE_REQUESTS,
+        m::RESOLVE_NEGATIVE,
+        m::RESOLVE_LATENCY,
+        m::STORE_READS,
+        m::CONSUMER_BATCH,
+        m::CONSUMER_LAG,
+        m::DEAD_LETTERS,
+        m::OUTBOX_BACKLOG,
+        m::OUTBOX_PUBLISHED,
+    ] {
+        assert!(cloudwatch.contains(&name), "no CloudWatch panel for {name}");
+        assert!(prometheus.contains(name), "no Prometheus panel for {name}");
+    }
+    for t in &targets {
+        if t.get("metricName").is_some() {
+            assert_eq!(t["namespace"], m::NAMESPACE);
+        }
+    }
+}

@@ -13,8 +13,7 @@ use metrics_cloudwatch_embedded::{Builder, Collector};
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
-/// The CloudWatch namespace.
-pub const NAMESPACE: &str = "TrafficManager";
+use super::NAMESPACE;
 /// Longest time between flushes while invocations arrive.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
 /// Most invocations between flushes: EMF allows 100 values per metric per line, and

@@ -28,6 +28,8 @@ use metrics::{Counter, Gauge, Histogram, Unit};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// The CloudWatch namespace of the EMF lines.
+pub const NAMESPACE: &str = "TrafficManager";
 /// Resolves answered, by layer.
 pub const RESOLVE_REQUESTS: &str = "tm_resolve_requests_total";
 /// "No such route" answers, by layer.
