@@ -73,11 +73,10 @@ impl Report {
                 "changed since the plan, left as they are: {conflicts}; run plan again"
             )));
         }
-        Some(CtlError::Server {
-            status: 0,
-            code: "apply_failed".into(),
-            message: format!("not applied: {}", names(Outcome::Failed)),
-        })
+        Some(CtlError::Incomplete(format!(
+            "not applied: {}",
+            names(Outcome::Failed)
+        )))
     }
 }
 
@@ -132,4 +131,52 @@ pub async fn apply(api: &Api, plan: &Plan, show_progress: bool) -> Report {
     }
     bar.finish_and_clear();
     Report { results }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::code;
+
+    fn result(route: &str, outcome: Outcome) -> Applied {
+        Applied {
+            route: RouteRef::parse_selector(route).unwrap(),
+            action: Action::Update,
+            outcome,
+            revision: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_conflict_decides_the_exit_code_over_other_failures_and_names_the_routes() {
+        let all_ok = Report {
+            results: vec![result("a/b/1", Outcome::Applied)],
+        };
+        assert!(all_ok.error().is_none());
+        let failed = Report {
+            results: vec![
+                result("a/b/1", Outcome::Applied),
+                result("a/b/2", Outcome::Failed),
+            ],
+        };
+        let e = failed.error().unwrap();
+        assert_eq!(e.exit_code(), code::ERROR);
+        assert!(e.to_string().contains("a/b/2"));
+        let both = Report {
+            results: vec![
+                result("a/b/2", Outcome::Failed),
+                result("a/b/3", Outcome::Conflict),
+            ],
+        };
+        let e = both.error().unwrap();
+        assert_eq!(e.exit_code(), code::CONFLICT);
+        assert!(e.to_string().contains("a/b/3") && !e.to_string().contains("a/b/2"));
+    }
+
+    #[test]
+    fn no_progress_bar_is_drawn_off_a_terminal_or_for_short_plans() {
+        assert!(progress(100, false).is_hidden());
+        assert!(progress(3, true).is_hidden());
+    }
 }

@@ -56,6 +56,9 @@ pub enum CtlError {
     /// Writing output failed, or a local file could not be read or written.
     #[error("{0}")]
     Io(String),
+    /// Some changes of an apply failed for reasons other than a conflict.
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 impl CtlError {
@@ -67,7 +70,10 @@ impl CtlError {
             CtlError::NotFound(_) => code::NOT_FOUND,
             CtlError::Auth(_) => code::AUTH,
             CtlError::CheckFailed(_) => code::CHECK_FAILED,
-            CtlError::Server { .. } | CtlError::Transport(_) | CtlError::Io(_) => code::ERROR,
+            CtlError::Server { .. }
+            | CtlError::Transport(_)
+            | CtlError::Io(_)
+            | CtlError::Incomplete(_) => code::ERROR,
         }
     }
 
