@@ -662,3 +662,40 @@ async fn watch_follows_the_audit_feed_oldest_first() {
         .collect();
     assert_eq!(types, ["route.created", "route.updated", "route.deleted"]);
 }
+
+#[tokio::test]
+async fn the_tmctl_binary_exits_with_the_documented_codes() {
+    let (srv, _dir) = TmLocal::start(ENV);
+    let home = tempfile::tempdir().expect("home");
+    let run = |args: &[&str], token: &str| {
+        std::process::Command::new(tm_tests::tmctl_bin())
+            .args(args)
+            .env("HOME", home.path())
+            .env("TM_URL", &srv.base)
+            .env("TM_TOKEN", token)
+            .env_remove("TM_TENANT")
+            .env_remove("TMCTL_CONFIG")
+            .output()
+            .expect("run tmctl")
+    };
+    let tok = admin("ops-bin");
+    let missing = run(&["-t", "ops-bin", "routes", "get", "a/b/1"], &tok);
+    assert_eq!(missing.status.code(), Some(code::NOT_FOUND), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+    assert_eq!(run(&["frobnicate"], &tok).status.code(), Some(code::USAGE));
+    assert_eq!(
+        run(&["-t", "ops-bin", "routes", "list"], "not-a-token")
+            .status
+            .code(),
+        Some(code::AUTH)
+    );
+    let listed = run(&["-t", "ops-bin", "routes", "list", "-o", "json"], &tok);
+    assert_eq!(listed.status.code(), Some(code::OK));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout).expect("JSON"),
+        json!([])
+    );
+    let help = run(&["--help"], &tok);
+    assert_eq!(help.status.code(), Some(code::OK));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("shift"));
+}
