@@ -32,6 +32,17 @@ pub fn tm_local_bin() -> PathBuf {
     bin
 }
 
+/// Where cargo put the `tmctl` binary (built with the workspace's bins, as scripts/test.sh does).
+pub fn tmctl_bin() -> PathBuf {
+    let bin = tm_local_bin().with_file_name("tmctl");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p tmctl` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
 /// A running `tm-local`; stopped (SIGTERM, then wait) on drop.
 pub struct TmLocal {
     child: Option<Child>,

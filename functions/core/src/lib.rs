@@ -20,7 +20,9 @@
 //! - [`error`]: the one error enum.
 //! - [`wiring`]: the guarded production store and cache, built from config at start-up.
 //! - [`logging`]: JSON log lines.
-//! - [`metrics`]: cache hit counts as CloudWatch EMF lines (on Lambda only).
+//! - [`metrics`]: the operational figures (resolve layers and latency, store reads,
+//!   consumer batches, lag and dead letters, outbox backlog) through the `metrics`
+//!   facade; CloudWatch EMF on Lambda (feature `emf`), Prometheus in tm-local.
 
 pub mod adapters;
 pub mod api;

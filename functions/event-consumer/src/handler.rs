@@ -19,6 +19,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tm_core::ports::{DeadLetter, DeadLetters};
 use tm_core::services::consume::{Consumer, Outcome};
 
@@ -120,6 +121,20 @@ impl ConsumerHandler {
 
     /// Handles one MSK batch.
     pub async fn handle(&self, event: KafkaEvent) -> (BatchResponse, BatchStats) {
+        let figures = tm_core::metrics::figures();
+        figures.batch(event.records.values().map(Vec::len).sum());
+        // Lag as the oldest record's age: one sample per batch (EMF keeps at most 100
+        // values per metric and flush), and the figure an operator alarms on.
+        if let Some(oldest) = event
+            .records
+            .values()
+            .flatten()
+            .map(|r| r.timestamp.0.timestamp_millis())
+            .min()
+        {
+            let lag_ms = tm_core::domain::timefmt::Timestamp::now().millis() - oldest;
+            figures.lag(Duration::from_millis(lag_ms.max(0) as u64));
+        }
         let results: Vec<ChainResult> = stream::iter(chains(event))
             .map(|chain| self.run(chain))
             .buffer_unordered(CHAIN_CONCURRENCY)
@@ -197,6 +212,7 @@ impl ConsumerHandler {
             };
             tracing::warn!(partition = record.partition, offset = record.offset, reason = %reason, "poison record sent to the dead-letter topic");
             self.dead_letters.send(&letter).await?;
+            tm_core::metrics::figures().dead_letter();
         }
         Ok(outcome)
     }

@@ -332,6 +332,9 @@ async fn dispatch(
     cid: &str,
     path: &str,
 ) -> HttpResponse {
+    if path == crate::metrics::PATH {
+        return from_core(crate::metrics::respond(req.method(), cid));
+    }
     let op = match api::match_route(req.method(), path) {
         Ok(op) => op,
         Err(e) => return error(&e, cid, path),

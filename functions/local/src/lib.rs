@@ -7,6 +7,7 @@
 //!   the event-consumer handler in MSK-shaped batches.
 //! - [`kafka_trigger`]: plays the MSK trigger against a real broker when
 //!   `TM_KAFKA_BROKERS` is set: a consumer group feeding the same handler.
+//! - [`metrics`]: `GET /metrics`, the figures in Prometheus text format.
 //! - [`ratelimit`]: per-tenant token buckets (`TM_RATE_LIMIT_RPS`), 429 `throttled`.
 //! - [`secret`]: the HS256 secret (environment, or generated once into the data dir).
 
@@ -14,6 +15,7 @@ pub mod app;
 pub mod cli;
 pub mod gateway;
 pub mod kafka_trigger;
+pub mod metrics;
 pub mod ratelimit;
 pub mod secret;
 pub mod trigger;
@@ -45,6 +47,8 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Init { data_dir } => app::init(&data_dir).await,
         Command::Serve { listen, data_dir } => {
             tm_core::logging::init();
+            // Before anything records: figures registered earlier would stay no-ops.
+            metrics::install().context("installing the metrics recorder")?;
             let app = app::App::build(&data_dir).await?;
             gateway::serve(app, &listen).await
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
 use tm_core::config::Config;
+use tm_core::metrics::emf::Emf;
 use tm_core::services::relay::Relay;
 use tm_outbox_relay::{RelayHandler, RelayReport};
 
@@ -20,6 +21,8 @@ const BUDGET: Duration = Duration::from_secs(40);
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tm_core::logging::init();
+    // Before anything records (tm_core::metrics): EMF lines on stdout.
+    let emf = Emf::install_from_env()?.map(Arc::new);
     let config = Config::from_env()?;
     let cluster = KafkaCluster::from_config(&config)
         .await
@@ -45,8 +48,15 @@ async fn main() -> Result<(), Error> {
         BUDGET,
     ));
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
-        let handler = handler.clone();
-        async move { Ok::<RelayReport, Error>(handler.handle().await) }
+        let (handler, emf) = (handler.clone(), emf.clone());
+        async move {
+            let report = handler.handle().await;
+            if let Some(emf) = &emf {
+                // One run every few minutes: write its figures now.
+                emf.flush();
+            }
+            Ok::<RelayReport, Error>(report)
+        }
     }))
     .await
 }

@@ -9,7 +9,6 @@ use tm_core::api::{self, Op, RouteParams};
 use tm_core::apigw::{self, Admitted};
 use tm_core::domain::names::ServiceKey;
 use tm_core::domain::select::Selector;
-use tm_core::metrics::CacheMetrics;
 use tm_core::ports::Probe;
 use tm_core::services::resolve::{self, Resolver};
 use tm_core::{Error, Result};
@@ -32,17 +31,12 @@ pub struct ResolveCall<'a> {
 pub struct ResolveHandler {
     resolver: Resolver,
     probes: Vec<Arc<dyn Probe>>,
-    metrics: CacheMetrics,
 }
 
 impl ResolveHandler {
     /// A handler over the resolver; `probes` are the backends `/readyz` asks.
     pub fn new(resolver: Resolver, probes: Vec<Arc<dyn Probe>>) -> Self {
-        Self {
-            resolver,
-            probes,
-            metrics: CacheMetrics::from_env(),
-        }
+        Self { resolver, probes }
     }
 
     /// Answers one request; never fails (errors are responses).
@@ -65,6 +59,7 @@ impl ResolveHandler {
     /// Resolves an admitted request (authorised, body checked): 200 with the answer,
     /// 304 with no body when `If-None-Match` names the route's revision, or the error.
     pub async fn resolve(&self, call: ResolveCall<'_>, cid: &str) -> Result<http::Response<Bytes>> {
+        let started = std::time::Instant::now();
         let p = call.params;
         let svc = ServiceKey::parse(&p.tenant, &p.service, &p.env)?;
         let selector = Selector::parse(&p.version)?;
@@ -75,10 +70,11 @@ impl ResolveHandler {
             .resolver
             .resolve_rendered(&svc, &p.version, &selector)
             .await?;
-        self.metrics.record(source);
+        let figures = tm_core::metrics::figures();
         // No candidate is 503 whatever the client holds: its copy names an endpoint that
         // is no longer available.
         if !resolved.has_candidate() {
+            figures.resolved(source, started.elapsed());
             return Err(Error::NoAvailableEndpoint);
         }
         let not_modified = call
@@ -103,6 +99,7 @@ impl ResolveHandler {
         h.insert(header::ETAG, resolved.etag().clone());
         h.insert(header::CACHE_CONTROL, resolved.cache_control().clone());
         h.insert("x-cache", HeaderValue::from_static(source.header()));
+        figures.resolved(source, started.elapsed());
         Ok(resp)
     }
 

@@ -6,6 +6,8 @@ mod embedded;
 mod isolation;
 mod limits;
 mod logs;
+mod metrics;
 #[cfg(all(feature = "dynamodb", feature = "redis", feature = "kafka"))]
 mod real;
 pub(crate) mod scenarios;
+mod tmctl;

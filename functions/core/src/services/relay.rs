@@ -38,6 +38,7 @@ impl Relay {
         let mut total = 0;
         loop {
             let pending = self.outbox.pending(BATCH).await?;
+            crate::metrics::figures().backlog(pending.len());
             if pending.is_empty() {
                 return Ok(total);
             }
@@ -45,6 +46,7 @@ impl Relay {
             self.publisher.publish(&events).await?;
             let ids: Vec<String> = pending.into_iter().map(|p| p.id).collect();
             self.outbox.mark_published(&ids).await?;
+            crate::metrics::figures().published(ids.len());
             total += ids.len();
         }
     }

@@ -225,6 +225,7 @@ impl Resolver {
                         tracing::warn!(route = %key, error = %e, "shared cache unavailable; reading the store")
                     }
                 }
+                crate::metrics::figures().store_read(false);
                 let entry =
                     CachedRoute::from_stored(self.store.get(&key, Consistency::Eventual).await?);
                 if let Err(e) = self.cache.apply(&key, &entry).await {
@@ -243,6 +244,7 @@ impl Resolver {
                         tracing::warn!(service = %svc.event_key(), error = %e, "shared cache unavailable; reading the store")
                     }
                 }
+                crate::metrics::figures().store_read(true);
                 let stored = self.store.versions(svc, Consistency::Eventual).await?;
                 let entries: Vec<_> = stored
                     .into_iter()
@@ -266,7 +268,13 @@ fn found(
     route: Option<Arc<Resolved>>,
     source: CacheSource,
 ) -> Result<(Arc<Resolved>, CacheSource)> {
-    route.map(|r| (r, source)).ok_or(Error::NotFound)
+    match route {
+        Some(r) => Ok((r, source)),
+        None => {
+            crate::metrics::figures().negative(source);
+            Err(Error::NotFound)
+        }
+    }
 }
 
 /// One endpoint in an answer. Answers borrow from the route they were made from: they

@@ -1,0 +1,205 @@
+//! Operational figures, recorded through the `metrics` facade so one set of recording
+//! calls feeds whichever exporter the process installed: CloudWatch Embedded Metric
+//! Format lines on Lambda ([`emf`], feature `emf`), Prometheus text at tm-local's
+//! `GET /metrics`. With no exporter installed every recording is a no-op.
+//!
+//! The handles are registered once, on first use, and kept in a static, so the resolve
+//! hot path costs an atomic add per counter and a lock-free push per histogram sample:
+//! no key hashing, no registry lookup, no lock. An exporter must therefore be installed
+//! before the first recording (first thing in `main`); handles taken earlier stay no-ops.
+//!
+//! | name | kind | labels | what |
+//! |---|---|---|---|
+//! | `tm_resolve_requests_total` | counter | `layer` | resolves that found a route, by the layer that answered (`hit-l1`, `hit-l2`, `miss`, `stale`) |
+//! | `tm_resolve_negative_total` | counter | `layer` | "no such route" answers, by the layer that said so (negative hits when it is a cache) |
+//! | `tm_resolve_latency_seconds` | histogram | | time to answer a resolve, in the function |
+//! | `tm_store_reads_total` | counter | `op` | store reads made by resolve (`get`, `versions`) |
+//! | `tm_consumer_batch_records` | histogram | | records per event batch |
+//! | `tm_consumer_lag_seconds` | histogram | | per batch, the age of its oldest record (from its Kafka timestamp) when the batch is handled |
+//! | `tm_consumer_dead_letters_total` | counter | | records sent to the dead-letter topic |
+//! | `tm_outbox_backlog` | gauge | | outbox entries the relay found pending at its last read (at most one batch, 100) |
+//! | `tm_outbox_published_total` | counter | | events the relay published |
+
+#[cfg(feature = "emf")]
+pub mod emf;
+
+use crate::services::resolve::CacheSource;
+use metrics::{Counter, Gauge, Histogram, Unit};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The CloudWatch namespace of the EMF lines.
+pub const NAMESPACE: &str = "TrafficManager";
+/// Resolves answered, by layer.
+pub const RESOLVE_REQUESTS: &str = "tm_resolve_requests_total";
+/// "No such route" answers, by layer.
+pub const RESOLVE_NEGATIVE: &str = "tm_resolve_negative_total";
+/// Resolve latency.
+pub const RESOLVE_LATENCY: &str = "tm_resolve_latency_seconds";
+/// Store reads by resolve, by operation.
+pub const STORE_READS: &str = "tm_store_reads_total";
+/// Records per consumer batch.
+pub const CONSUMER_BATCH: &str = "tm_consumer_batch_records";
+/// Consumer lag.
+pub const CONSUMER_LAG: &str = "tm_consumer_lag_seconds";
+/// Dead-lettered records.
+pub const DEAD_LETTERS: &str = "tm_consumer_dead_letters_total";
+/// Pending outbox entries.
+pub const OUTBOX_BACKLOG: &str = "tm_outbox_backlog";
+/// Published events.
+pub const OUTBOX_PUBLISHED: &str = "tm_outbox_published_total";
+
+/// Histogram buckets (Prometheus) for the latency, in seconds: 50 µs to 2.5 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+/// Buckets for the consumer lag, in seconds.
+pub const LAG_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+/// Buckets for the batch size, in records.
+pub const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0,
+];
+
+/// Registers the descriptions and units (exporters show them: `# HELP`, EMF `Unit`).
+/// Call once, right after installing an exporter.
+pub fn describe() {
+    metrics::describe_counter!(
+        RESOLVE_REQUESTS,
+        Unit::Count,
+        "Resolves answered, by the layer that answered"
+    );
+    metrics::describe_counter!(
+        RESOLVE_NEGATIVE,
+        Unit::Count,
+        "No-such-route answers, by the layer that answered"
+    );
+    metrics::describe_histogram!(
+        RESOLVE_LATENCY,
+        Unit::Seconds,
+        "Time to answer a resolve, in the function"
+    );
+    metrics::describe_counter!(
+        STORE_READS,
+        Unit::Count,
+        "Store reads made by resolve, by operation"
+    );
+    metrics::describe_histogram!(CONSUMER_BATCH, Unit::Count, "Records per event batch");
+    metrics::describe_histogram!(
+        CONSUMER_LAG,
+        Unit::Seconds,
+        "Per batch, the age of its oldest record when the batch is handled"
+    );
+    metrics::describe_counter!(
+        DEAD_LETTERS,
+        Unit::Count,
+        "Records sent to the dead-letter topic"
+    );
+    metrics::describe_gauge!(
+        OUTBOX_BACKLOG,
+        Unit::Count,
+        "Outbox entries pending at the relay's last read (at most one batch)"
+    );
+    metrics::describe_counter!(OUTBOX_PUBLISHED, Unit::Count, "Events the relay published");
+}
+
+/// The registered handles.
+pub struct Figures {
+    by_layer: [Counter; 4],
+    negative_by_layer: [Counter; 4],
+    latency: Histogram,
+    store_get: Counter,
+    store_versions: Counter,
+    batch: Histogram,
+    lag: Histogram,
+    dead_letters: Counter,
+    backlog: Gauge,
+    published: Counter,
+}
+
+const LAYERS: [CacheSource; 4] = [
+    CacheSource::HitL1,
+    CacheSource::HitL2,
+    CacheSource::Miss,
+    CacheSource::Stale,
+];
+
+fn slot(source: CacheSource) -> usize {
+    match source {
+        CacheSource::HitL1 => 0,
+        CacheSource::HitL2 => 1,
+        CacheSource::Miss => 2,
+        CacheSource::Stale => 3,
+    }
+}
+
+static FIGURES: OnceLock<Figures> = OnceLock::new();
+
+/// The handles, registered with the installed exporter on first use.
+pub fn figures() -> &'static Figures {
+    FIGURES.get_or_init(|| Figures {
+        by_layer: LAYERS.map(|l| metrics::counter!(RESOLVE_REQUESTS, "layer" => l.header())),
+        negative_by_layer: LAYERS
+            .map(|l| metrics::counter!(RESOLVE_NEGATIVE, "layer" => l.header())),
+        latency: metrics::histogram!(RESOLVE_LATENCY),
+        store_get: metrics::counter!(STORE_READS, "op" => "get"),
+        store_versions: metrics::counter!(STORE_READS, "op" => "versions"),
+        batch: metrics::histogram!(CONSUMER_BATCH),
+        lag: metrics::histogram!(CONSUMER_LAG),
+        dead_letters: metrics::counter!(DEAD_LETTERS),
+        backlog: metrics::gauge!(OUTBOX_BACKLOG),
+        published: metrics::counter!(OUTBOX_PUBLISHED),
+    })
+}
+
+impl Figures {
+    /// One resolve answered by `source`, in `took`.
+    #[inline]
+    pub fn resolved(&self, source: CacheSource, took: Duration) {
+        self.by_layer[slot(source)].increment(1);
+        self.latency.record(took.as_secs_f64());
+    }
+
+    /// One "no such route" answer from `source`.
+    #[inline]
+    pub fn negative(&self, source: CacheSource) {
+        self.negative_by_layer[slot(source)].increment(1);
+    }
+
+    /// One store read by resolve: a single route (`get`) or a service's versions.
+    #[inline]
+    pub fn store_read(&self, versions: bool) {
+        if versions {
+            self.store_versions.increment(1);
+        } else {
+            self.store_get.increment(1);
+        }
+    }
+
+    /// One event batch of `records` records.
+    pub fn batch(&self, records: usize) {
+        self.batch.record(records as f64);
+    }
+
+    /// A batch whose oldest record was `lag` old when handled.
+    pub fn lag(&self, lag: Duration) {
+        self.lag.record(lag.as_secs_f64());
+    }
+
+    /// One record dead-lettered.
+    pub fn dead_letter(&self) {
+        self.dead_letters.increment(1);
+    }
+
+    /// The relay found `pending` entries.
+    pub fn backlog(&self, pending: usize) {
+        self.backlog.set(pending as f64);
+    }
+
+    /// The relay published `n` events.
+    pub fn published(&self, n: usize) {
+        self.published.increment(n as u64);
+    }
+}
