@@ -68,6 +68,9 @@ impl ResolveHandler {
                     h.insert(header::CACHE_CONTROL, v);
                 }
                 h.insert("x-cache", HeaderValue::from_static(source.header()));
+                if answer.fail_open {
+                    h.insert("x-health", HeaderValue::from_static("fail-open"));
+                }
                 Ok(resp)
             }
             Op::Healthz => Ok(api::json_response(

@@ -4,8 +4,10 @@
 //! - [`resolve`]: L1 → shared cache → store, single flight, endpoint choice.
 //! - [`consume`]: applies one event record to the shared cache, or rejects it as poison.
 //! - [`relay`]: moves committed outbox entries to the publisher.
+//! - [`prober`]: probes checked endpoints and records their health (docs/health.md).
 
 pub mod consume;
+pub mod prober;
 pub mod relay;
 pub mod resolve;
 pub mod write;
