@@ -58,13 +58,18 @@ pub const HEALTH_SECOND_VAR: &str = "TM_HEALTH_MS_PER_SECOND";
 
 /// Reads [`HEALTH_SECOND_VAR`]; a bad value is an error naming the variable.
 pub fn health_second() -> anyhow::Result<std::time::Duration> {
-    match std::env::var(HEALTH_SECOND_VAR) {
-        Err(_) => Ok(std::time::Duration::from_secs(1)),
-        Ok(v) => match v.trim().parse::<u64>() {
+    parse_health_second(std::env::var(HEALTH_SECOND_VAR).ok())
+}
+
+/// [`health_second`] over a value (empty counts as unset, as for every variable).
+fn parse_health_second(v: Option<String>) -> anyhow::Result<std::time::Duration> {
+    match v.filter(|v| !v.trim().is_empty()) {
+        None => Ok(std::time::Duration::from_secs(1)),
+        Some(v) => match v.trim().parse::<u64>() {
             Ok(ms) if (10..=1000).contains(&ms) => Ok(std::time::Duration::from_millis(ms)),
-            _ => {
-                anyhow::bail!("{HEALTH_SECOND_VAR}: must be an integer from 10 to 1000 (got {v:?})")
-            }
+            _ => anyhow::bail!(
+                "{HEALTH_SECOND_VAR}: must be an integer from 10 to 1000 (got {v:?})"
+            ),
         },
     }
 }
@@ -260,4 +265,21 @@ pub async fn init(data_dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_second_defaults_to_a_second_and_refuses_what_is_out_of_range() {
+        let s = |v: &str| parse_health_second(Some(v.to_owned()));
+        assert_eq!(parse_health_second(None).unwrap().as_millis(), 1000);
+        assert_eq!(s(" ").unwrap().as_millis(), 1000);
+        assert_eq!(s("100").unwrap().as_millis(), 100);
+        for bad in ["9", "1001", "0.5", "fast"] {
+            let e = s(bad).unwrap_err().to_string();
+            assert!(e.starts_with(HEALTH_SECOND_VAR), "{e}");
+        }
+    }
 }
