@@ -67,9 +67,9 @@ fn parse_health_second(v: Option<String>) -> anyhow::Result<std::time::Duration>
         None => Ok(std::time::Duration::from_secs(1)),
         Some(v) => match v.trim().parse::<u64>() {
             Ok(ms) if (10..=1000).contains(&ms) => Ok(std::time::Duration::from_millis(ms)),
-            _ => anyhow::bail!(
-                "{HEALTH_SECOND_VAR}: must be an integer from 10 to 1000 (got {v:?})"
-            ),
+            _ => {
+                anyhow::bail!("{HEALTH_SECOND_VAR}: must be an integer from 10 to 1000 (got {v:?})")
+            }
         },
     }
 }

@@ -93,9 +93,20 @@ async fn one_run_probes_for_its_budget_and_records_the_dead_endpoint() {
     // recorded exactly one transition
     assert!(started.elapsed() >= Duration::from_millis(140));
     assert!(report.rounds > 10, "{report:?}");
-    assert!(report.probes >= 6 && report.probes < report.rounds * 2, "{report:?}");
-    assert_eq!((report.transitions, report.failed_rounds), (1, 0), "{report:?}");
+    assert!(
+        report.probes >= 6 && report.probes < report.rounds * 2,
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.transitions, report.failed_rounds),
+        (1, 0),
+        "{report:?}"
+    );
     let h = store.health(&key).await.unwrap().unwrap();
-    let dead = h.endpoints.iter().find(|e| e.id.as_str() == "dead").unwrap();
+    let dead = h
+        .endpoints
+        .iter()
+        .find(|e| e.id.as_str() == "dead")
+        .unwrap();
     assert_eq!(dead.status, HealthStatus::Unhealthy);
 }
