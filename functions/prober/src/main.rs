@@ -15,10 +15,11 @@ use tm_core::services::prober::{Prober, ProberSettings};
 use tm_core::services::write::AfterCommit;
 use tm_prober::{ProberHandler, ProberReport};
 
-/// Time spent probing per run: the schedule fires every minute and the function timeout
-/// (70 s) must cover the last round's probes (at most 60 s of timeout, but rounds start
-/// only within the budget).
+/// Time spent starting probe rounds per run: the schedule fires every minute.
 const BUDGET: Duration = Duration::from_secs(50);
+/// How long the run then waits for rounds still probing; `BUDGET + GRACE` stays under
+/// the function timeout (70 s). A probe cut off here is made again on the next run.
+const GRACE: Duration = Duration::from_secs(12);
 /// The most a health event waits for Kafka after its commit.
 const PUBLISH_DEADLINE: Duration = Duration::from_millis(500);
 
@@ -42,7 +43,7 @@ async fn main() -> Result<(), Error> {
         },
         settings,
     ));
-    let handler = Arc::new(ProberHandler::new(prober, BUDGET, settings.second));
+    let handler = Arc::new(ProberHandler::new(prober, BUDGET, settings.second, GRACE));
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
         let handler = handler.clone();
         async move { Ok::<ProberReport, Error>(handler.handle().await) }

@@ -85,7 +85,12 @@ async fn one_run_probes_for_its_budget_and_records_the_dead_endpoint() {
             refresh: Duration::from_secs(60),
         },
     ));
-    let handler = ProberHandler::new(prober, Duration::from_millis(150), Duration::from_millis(5));
+    let handler = ProberHandler::new(
+        prober,
+        Duration::from_millis(150),
+        Duration::from_millis(5),
+        Duration::from_millis(100),
+    );
     // WHEN one run goes
     let started = Instant::now();
     let report = handler.handle().await;
@@ -98,8 +103,12 @@ async fn one_run_probes_for_its_budget_and_records_the_dead_endpoint() {
         "{report:?}"
     );
     assert_eq!(
-        (report.transitions, report.failed_rounds),
-        (1, 0),
+        (
+            report.transitions,
+            report.failed_rounds,
+            report.unfinished_rounds
+        ),
+        (1, 0, 0),
         "{report:?}"
     );
     let h = store.health(&key).await.unwrap().unwrap();

@@ -80,6 +80,7 @@ pub struct Prober {
     after_commit: AfterCommit,
     settings: ProberSettings,
     state: Mutex<State>,
+    permits: tokio::sync::Semaphore,
 }
 
 impl Prober {
@@ -94,6 +95,7 @@ impl Prober {
             store,
             http,
             after_commit,
+            permits: tokio::sync::Semaphore::new(settings.concurrency.max(1)),
             settings,
             state: Mutex::new(State::default()),
         }
@@ -174,16 +176,26 @@ impl Prober {
             probes: due.len(),
             ..RoundReport::default()
         };
-        if due.is_empty() {
-            return Ok(report);
+        let mut by_route: HashMap<usize, Vec<(usize, String, Duration, StatusRange)>> =
+            HashMap::new();
+        for (ri, ei, url, timeout, expected) in due {
+            by_route
+                .entry(ri)
+                .or_default()
+                .push((ei, url, timeout, expected));
         }
-        let results = self.probe_all(due).await;
-        let mut by_route: HashMap<usize, Vec<(usize, ProbeResult)>> = HashMap::new();
-        for (ri, ei, res) in results {
-            by_route.entry(ri).or_default().push((ei, res));
-        }
-        for (ri, results) in by_route {
-            match self.record(&routes[ri], &results).await {
+        // Each route records as soon as its own probes are done: a hanging endpoint of
+        // one route never delays another route's transition.
+        let outcomes = futures_util::future::join_all(by_route.into_iter().map(|(ri, probes)| {
+            let route = &routes[ri];
+            async move {
+                let results = self.probe_route(probes).await;
+                (route, self.record(route, &results).await)
+            }
+        }))
+        .await;
+        for (route, outcome) in outcomes {
+            match outcome {
                 Ok(Recorded::Unchanged) => {}
                 Ok(Recorded::Saved { transitions }) => {
                     report.saved += 1;
@@ -191,38 +203,26 @@ impl Prober {
                 }
                 Err(e) => {
                     report.skipped += 1;
-                    tracing::warn!(route = %routes[ri].key(), error = %e, "health state not stored this round");
+                    tracing::warn!(route = %route.key(), error = %e, "health state not stored this round");
                 }
             }
         }
         Ok(report)
     }
 
-    /// Runs every probe, at most `concurrency` at once.
-    async fn probe_all(
+    /// Runs one route's probes at once, each holding one of the prober's `concurrency`
+    /// permits (shared by every round in flight).
+    async fn probe_route(
         &self,
-        due: Vec<(usize, usize, String, Duration, StatusRange)>,
-    ) -> Vec<(usize, usize, ProbeResult)> {
-        let permits = Arc::new(tokio::sync::Semaphore::new(
-            self.settings.concurrency.max(1),
-        ));
-        let mut tasks = tokio::task::JoinSet::new();
-        for (ri, ei, url, timeout, expected) in due {
-            let (http, permits) = (self.http.clone(), permits.clone());
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let res = http.probe(&url, timeout, expected).await;
-                (ri, ei, res)
-            });
-        }
-        let mut out = Vec::new();
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(r) => out.push(r),
-                Err(e) => tracing::error!(error = %e, "a probe task failed"),
-            }
-        }
-        out
+        probes: Vec<(usize, String, Duration, StatusRange)>,
+    ) -> Vec<(usize, ProbeResult)> {
+        futures_util::future::join_all(probes.into_iter().map(
+            |(ei, url, timeout, expected)| async move {
+                let _permit = self.permits.acquire().await;
+                (ei, self.http.probe(&url, timeout, expected).await)
+            },
+        ))
+        .await
     }
 
     /// Applies one route's results to its stored state and stores the change, if any.
@@ -293,22 +293,28 @@ impl Prober {
         })
     }
 
-    /// Runs a round every tick (one health-check second), forever (tm-local's background
-    /// task); a failed round (the store is down) is logged and retried next tick.
+    /// Starts a round every tick (one health-check second), forever (tm-local's
+    /// background task), without waiting for the previous one: a round held up by slow
+    /// probes never delays the next tick's. A failed round (the store is down) is logged.
     pub async fn run(self: Arc<Self>) {
+        let mut rounds = tokio::task::JoinSet::new();
         loop {
             let started = Instant::now();
-            match self.round().await {
-                Ok(r) if r.probes > 0 => tracing::debug!(
-                    probes = r.probes,
-                    saved = r.saved,
-                    transitions = r.transitions,
-                    skipped = r.skipped,
-                    "probe round"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "probe round failed"),
-            }
+            while rounds.try_join_next().is_some() {}
+            let p = self.clone();
+            rounds.spawn(async move {
+                match p.round().await {
+                    Ok(r) if r.probes > 0 => tracing::debug!(
+                        probes = r.probes,
+                        saved = r.saved,
+                        transitions = r.transitions,
+                        skipped = r.skipped,
+                        "probe round"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "probe round failed"),
+                }
+            });
             tokio::time::sleep_until((started + self.settings.second).into()).await;
         }
     }
@@ -338,7 +344,11 @@ mod tests {
 
     #[async_trait]
     impl HttpProbe for ScriptedHttp {
-        async fn probe(&self, url: &str, _: Duration, _: StatusRange) -> ProbeResult {
+        async fn probe(&self, url: &str, timeout: Duration, _: StatusRange) -> ProbeResult {
+            if url.contains("hang.test") {
+                tokio::time::sleep(timeout).await;
+                return ProbeResult::Down("timed out".into());
+            }
             let down = self.down.lock().unwrap();
             if down.iter().any(|d| url.contains(d.as_str())) {
                 ProbeResult::Down("refused".into())
@@ -520,5 +530,58 @@ mod tests {
             store.save_health(&key, Some(h.seq), &next, None).await,
             Err(crate::Error::Conflict)
         );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_endpoint_of_one_route_does_not_delay_another_routes_record() {
+        // GIVEN the checked route, and another whose endpoint hangs for its whole
+        // timeout (1 s here)
+        let (_dir, store, _http, prober) = setup(Duration::from_secs(1)).await;
+        let slow = RouteKey::parse("acme", "slow", "prod", "1.0.0").unwrap();
+        let spec = RouteSpec::from_json(
+            br#"{"endpoints":[{"id":"h","url":"http://hang.test"}],
+                "health_check":{"path":"/","interval_seconds":10,"timeout_seconds":1}}"#,
+        )
+        .unwrap();
+        let route = Route::from_spec(&slow, spec, 1, Timestamp::now(), "u");
+        let event = RouteEvent {
+            schema: SCHEMA,
+            event_id: "e2".into(),
+            kind: ChangeType::Created,
+            tenant: slow.svc.tenant.clone(),
+            service: slow.svc.service.clone(),
+            env: slow.svc.env.clone(),
+            version: slow.version.clone(),
+            revision: 1,
+            occurred_at: route.updated_at,
+            actor: "u".into(),
+            correlation_id: "c".into(),
+            route: Some(route),
+            health: None,
+        };
+        store
+            .commit(&Commit {
+                expected_revision: None,
+                event,
+            })
+            .await
+            .unwrap();
+        // WHEN a round runs
+        let prober = Arc::new(prober);
+        let p = prober.clone();
+        let round = tokio::spawn(async move { p.round().await });
+        // THEN the fast route's state is stored long before the hanging probe ends
+        let fast = RouteKey::parse("acme", "checkout", "prod", "1.0.0").unwrap();
+        let started = Instant::now();
+        while store.health(&fast).await.unwrap().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_millis(700),
+                "fast route waited"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.health(&slow).await.unwrap().is_none());
+        let r = round.await.unwrap().unwrap();
+        assert_eq!((r.probes, r.saved), (3, 2));
     }
 }
