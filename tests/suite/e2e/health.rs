@@ -420,3 +420,41 @@ async fn a_health_check_that_breaks_the_rules_is_400_naming_the_field() {
         "nothing was written"
     );
 }
+
+/// The scenario on DynamoDB Local and Redis with events in process (no Kafka needed):
+/// health items in the table, health fields in the Redis hashes.
+#[cfg(all(feature = "dynamodb", feature = "redis"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_routes_around_dead_endpoints_on_dynamodb_and_redis() {
+    let id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let table = format!("tm-e2e-health-{id}");
+    let prefix = format!("tm-e2e-health-{id}:");
+    let env = [
+        ("TM_L1_TTL_MS", "200"),
+        ("TM_TABLE_NAME", table.as_str()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("TM_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("TM_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let out = std::process::Command::new(tm_tests::tm_local_bin())
+        .arg("init")
+        .env_remove("TM_KAFKA_BROKERS")
+        .envs(env)
+        .output()
+        .expect("run tm-local init");
+    assert!(
+        out.status.success(),
+        "tm-local init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    routes_around_dead_endpoints(&env).await;
+}
