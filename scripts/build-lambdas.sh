@@ -25,7 +25,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TM_CACHE="${TM_CACHE:-$HOME/.cache/traffic-manager}"
 VENV="$TM_CACHE/venv"
 # The Lambda binaries, in template order; tm-local is not a Lambda and is never built here.
-WANTED="${BINS:-tm-resolve tm-write tm-event-consumer tm-outbox-relay}"
+WANTED="${BINS:-tm-resolve tm-write tm-event-consumer tm-outbox-relay tm-prober}"
 
 log() { echo "[build-lambdas] $*" >&2; }
 

@@ -458,6 +458,7 @@ fn record(u: &mut Unstructured<'_>) -> arbitrary::Result<Record> {
         actor: "fuzz".into(),
         correlation_id: "c".into(),
         route,
+        health: None,
     };
     let valid = event.check().is_ok();
     let mut value = serde_json::to_vec(&event).expect("an event serialises");

@@ -17,17 +17,18 @@ use tm_core::adapters::dynamodb::aws_sdk_dynamodb::{
     types::AttributeValue,
 };
 use tm_core::adapters::dynamodb::{
-    DynamoStore, IAM_ACTIONS_READ, IAM_ACTIONS_RELAY, IAM_ACTIONS_WRITE,
+    DynamoStore, IAM_ACTIONS_PROBER, IAM_ACTIONS_READ, IAM_ACTIONS_RELAY, IAM_ACTIONS_WRITE,
 };
 use tm_core::adapters::memory_cache::MemoryCache;
 use tm_core::cursor::CursorKey;
 use tm_core::domain::event::{ChangeType, RouteEvent, SCHEMA};
+use tm_core::domain::health::{EndpointHealth, HealthCheck, HealthStatus, RouteHealth};
 use tm_core::domain::names::{EnvName, RouteKey, ServiceKey, ServiceName, TenantName};
 use tm_core::domain::route::{Route, RouteSpec};
 use tm_core::domain::timefmt::Timestamp;
 use tm_core::ports::{
-    AuditQuery, Commit, Consistency, EventPublisher, HistoryReader, ListQuery, Outbox, Probe,
-    RouteReader, RouteWriter, StoredRoute,
+    AuditQuery, Commit, Consistency, EventPublisher, HealthStore, HistoryReader, ListQuery, Outbox,
+    Probe, RouteReader, RouteWriter, StoredRoute,
 };
 use tm_core::services::write::{Actor, AfterCommit, AuditFilter, Preconditions, WriteService};
 
@@ -117,6 +118,7 @@ fn event_at(key: &RouteKey, kind: ChangeType, revision: u64, at: Timestamp) -> R
         actor: "tester".into(),
         correlation_id: format!("corr-{revision}"),
         route: (kind != ChangeType::Deleted).then(|| route(key, revision, at)),
+        health: None,
     }
 }
 
@@ -280,7 +282,8 @@ async fn a_route_created_again_after_a_delete_continues_from_the_tombstones_revi
         tombstone,
         Some(StoredRoute {
             revision: 3,
-            route: None
+            route: None,
+            health: None,
         })
     );
     assert_eq!(
@@ -1200,4 +1203,112 @@ async fn the_write_service_runs_on_dynamodb_with_tombstones_cursors_and_the_outb
     // Every change was published right after its commit and marked in the outbox.
     assert!(t.store.pending(10).await.unwrap().is_empty());
     t.drop_table().await;
+}
+
+fn health_state(key: &RouteKey, seq: u64, status: HealthStatus) -> RouteHealth {
+    let r = route(key, 1, Timestamp::now());
+    RouteHealth {
+        seq,
+        endpoints: vec![EndpointHealth {
+            id: r.endpoints[0].id.clone(),
+            url: r.endpoints[0].url.clone(),
+            status,
+            since: Timestamp::now(),
+            successes: 0,
+            failures: 3,
+            last_error: Some("refused".into()),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn health_state_lives_beside_the_route_ordered_by_its_own_seq_and_never_moves_the_revision() {
+    // GIVEN a checked route and an unchecked one
+    let t = Table::new().await;
+    let k = key(&unique("t"), "checkout", "prod", "1.0.0");
+    let plain = key(k.svc.tenant.as_str(), "other", "prod", "1.0.0");
+    let mut checked = route(&k, 1, Timestamp::now());
+    checked.health_check =
+        Some(HealthCheck::from_json(&serde_json::json!({"path": "/healthz"})).unwrap());
+    let mut ev = event_at(&k, ChangeType::Created, 1, Timestamp::now());
+    ev.route = Some(checked.clone());
+    t.store
+        .commit(&Commit {
+            expected_revision: None,
+            event: ev,
+        })
+        .await
+        .unwrap();
+    create(&t.store, &plain).await;
+    // THEN the prober's scan finds only the checked one
+    let found = t.store.checked_routes().await.unwrap();
+    assert!(found.iter().any(|r| r.key() == k));
+    assert!(!found.iter().any(|r| r.key() == plain));
+
+    // WHEN the prober stores seq 1, then a transition at seq 2 with its event
+    let s1 = health_state(&k, 1, HealthStatus::Healthy);
+    assert_eq!(
+        t.store.save_health(&k, None, &s1, None).await.unwrap(),
+        None
+    );
+    let s2 = health_state(&k, 2, HealthStatus::Unhealthy);
+    let mut hev = event_at(&k, ChangeType::HealthChanged, 1, Timestamp::now());
+    hev.route = None;
+    hev.health = Some(s2.clone());
+    let outbox_id = t
+        .store
+        .save_health(&k, Some(1), &s2, Some(&hev))
+        .await
+        .unwrap();
+    assert!(outbox_id.is_some());
+    // THEN a writer that still expects seq 1 loses, and so does one expecting nothing
+    assert_eq!(
+        t.store.save_health(&k, Some(1), &s2, None).await,
+        Err(Error::Conflict)
+    );
+    assert_eq!(
+        t.store.save_health(&k, None, &s1, None).await,
+        Err(Error::Conflict)
+    );
+    // AND reads of the route carry the state, at the same revision
+    assert_eq!(t.store.health(&k).await.unwrap(), Some(s2.clone()));
+    let stored = t.store.get(&k, Consistency::Strong).await.unwrap().unwrap();
+    assert_eq!((stored.revision, stored.health), (1, Some(s2.clone())));
+    let versions = t.store.versions(&k.svc, Consistency::Strong).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].1.health.as_ref(), Some(&s2));
+    // AND the audit log and the outbox hold the transition
+    let audit = t
+        .store
+        .audit(&AuditQuery {
+            tenant: k.svc.tenant.clone(),
+            kind: Some(ChangeType::HealthChanged),
+            since: None,
+            until: None,
+            before_seq: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    let pending = t.store.pending(100).await.unwrap();
+    assert!(
+        pending
+            .iter()
+            .any(|p| p.event.kind == ChangeType::HealthChanged
+                && p.event.health.as_ref() == Some(&s2))
+    );
+    // AND a user's next write still expects revision 1
+    write(&t.store, &k, ChangeType::Updated, Some(1), 2)
+        .await
+        .unwrap();
+    t.drop_table().await;
+}
+
+#[test]
+fn the_prober_needs_only_its_dynamodb_actions() {
+    assert_eq!(
+        IAM_ACTIONS_PROBER,
+        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"]
+    );
 }

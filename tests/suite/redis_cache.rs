@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tm_core::Error;
 use tm_core::adapters::redis_cache::{KEY_TTL, NEGATIVE_KEY_TTL, RedisCache};
+use tm_core::domain::health::{EndpointHealth, HealthStatus, RouteHealth};
 use tm_core::domain::names::{RouteKey, ServiceKey};
 use tm_core::domain::route::Route;
 use tm_core::ports::{CachedRoute, Probe, SharedCache};
@@ -95,6 +96,7 @@ fn live(key: &RouteKey, revision: u64) -> CachedRoute {
     CachedRoute {
         revision,
         route: Some(Arc::new(route(key, revision))),
+        health: None,
     }
 }
 
@@ -103,6 +105,7 @@ fn tombstone(revision: u64) -> CachedRoute {
     CachedRoute {
         revision,
         route: None,
+        health: None,
     }
 }
 
@@ -1067,4 +1070,83 @@ async fn a_cluster_url_sends_each_service_to_the_node_that_owns_its_slot() {
         30 - per_node[0],
         "exactly the services the seed does not own were redirected"
     );
+}
+
+fn checked(key: &RouteKey, revision: u64) -> CachedRoute {
+    let mut r = route(key, revision);
+    r.health_check = Some(
+        tm_core::domain::health::HealthCheck::from_json(&serde_json::json!({"path": "/"})).unwrap(),
+    );
+    CachedRoute {
+        revision,
+        route: Some(Arc::new(r)),
+        health: None,
+    }
+}
+
+fn health(key: &RouteKey, seq: u64, status: HealthStatus) -> RouteHealth {
+    let r = route(key, 1);
+    RouteHealth {
+        seq,
+        endpoints: vec![EndpointHealth {
+            id: r.endpoints[0].id.clone(),
+            url: r.endpoints[0].url.clone(),
+            status,
+            since: tm_core::domain::timefmt::Timestamp::from_millis(seq as i64),
+            successes: 0,
+            failures: 0,
+            last_error: None,
+        }],
+    }
+}
+
+fn shown(entry: &CachedRoute) -> Option<HealthStatus> {
+    entry.route.as_ref()?.endpoints[0].health.map(|h| h.status)
+}
+
+#[tokio::test]
+async fn health_state_is_ordered_by_its_seq_survives_route_events_and_shows_on_reads() {
+    // GIVEN a checked route in the cache
+    let s = Scratch::new();
+    let cache = s.cache().await;
+    let k = route_key("health", "1.0.0");
+    assert!(cache.apply(&k, &checked(&k, 1)).await.unwrap());
+    // WHEN seq 2 (unhealthy) lands, then a late seq 1 (healthy)
+    assert!(
+        cache
+            .apply_health(&k, &health(&k, 2, HealthStatus::Unhealthy))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !cache
+            .apply_health(&k, &health(&k, 1, HealthStatus::Healthy))
+            .await
+            .unwrap()
+    );
+    // AND then a new revision of the route
+    assert!(cache.apply(&k, &checked(&k, 2)).await.unwrap());
+    // THEN reads show revision 2 with the newest health
+    let got = cache.get(&k).await.unwrap().unwrap();
+    assert_eq!(got.revision, 2);
+    assert_eq!(shown(&got), Some(HealthStatus::Unhealthy));
+    assert_eq!(got.health.map(|h| h.seq), Some(2));
+    // AND a fill from the store with an older health state keeps the newer one, while a
+    // newer one in the fill replaces it
+    let mut from_store = checked(&k, 2);
+    from_store.health = Some(Arc::new(health(&k, 1, HealthStatus::Healthy)));
+    cache
+        .fill(&k.svc, &[(k.version.clone(), from_store.clone())])
+        .await
+        .unwrap();
+    let all = cache.versions(&k.svc).await.unwrap().unwrap();
+    assert_eq!(all.len(), 1, "the health field is not a version");
+    assert_eq!(shown(&all[0]), Some(HealthStatus::Unhealthy));
+    from_store.health = Some(Arc::new(health(&k, 3, HealthStatus::Healthy)));
+    cache
+        .fill(&k.svc, &[(k.version.clone(), from_store)])
+        .await
+        .unwrap();
+    let got = cache.get(&k).await.unwrap().unwrap();
+    assert_eq!(shown(&got), Some(HealthStatus::Healthy));
 }

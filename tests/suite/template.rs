@@ -32,7 +32,7 @@ struct FunctionSpec {
     iam: &'static [&'static [&'static str]],
 }
 
-const FUNCTIONS: [FunctionSpec; 4] = [
+const FUNCTIONS: [FunctionSpec; 5] = [
     FunctionSpec {
         binary: "tm-resolve",
         env: tm_resolve::ENV_VARS,
@@ -56,6 +56,12 @@ const FUNCTIONS: [FunctionSpec; 4] = [
         env: tm_outbox_relay::ENV_VARS,
         optional_env: tm_outbox_relay::OPTIONAL_ENV_VARS,
         iam: tm_outbox_relay::IAM_ACTIONS,
+    },
+    FunctionSpec {
+        binary: "tm-prober",
+        env: tm_prober::ENV_VARS,
+        optional_env: tm_prober::OPTIONAL_ENV_VARS,
+        iam: tm_prober::IAM_ACTIONS,
     },
 ];
 

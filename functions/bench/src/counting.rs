@@ -69,6 +69,7 @@ impl MemoryStore {
                 StoredRoute {
                     revision: r.revision,
                     route: Some(r),
+                    health: None,
                 },
             ));
         }

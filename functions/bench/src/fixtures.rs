@@ -67,6 +67,7 @@ pub fn event(route: Route, revision: u64) -> RouteEvent {
         actor: "bench".into(),
         correlation_id: format!("bench-{revision}"),
         route: Some(route),
+        health: None,
     }
 }
 

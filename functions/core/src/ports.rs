@@ -3,6 +3,7 @@
 
 use crate::Result;
 use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent};
+use crate::domain::health::{self, RouteHealth};
 use crate::domain::names::{EnvName, RouteKey, ServiceKey, ServiceName, TenantName, VersionName};
 use crate::domain::route::Route;
 use crate::domain::timefmt::Timestamp;
@@ -25,8 +26,12 @@ pub enum Consistency {
 pub struct StoredRoute {
     /// The last revision written for the key (a delete's included).
     pub revision: u64,
-    /// The live route; `None` after a delete.
+    /// The live route (as written: no endpoint health on it); `None` after a delete.
     pub route: Option<Route>,
+    /// The key's health state, kept beside the route (docs/health.md), when it was ever
+    /// probed. Stores fill it on reads; it is never part of a route commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<RouteHealth>,
 }
 
 /// One change, committed atomically with its history entry and its outbox entry.
@@ -142,23 +147,50 @@ pub struct CachedRoute {
     /// The revision this entry reflects.
     #[serde(rename = "rev")]
     pub revision: u64,
-    /// The live route; `None` for a delete or a negative entry.
+    /// The live route; `None` for a delete or a negative entry. Read from a cache (or
+    /// made by [`CachedRoute::from_stored`]) it shows its endpoints' health.
     pub route: Option<Arc<Route>>,
+    /// The key's health state, ordered by its own `seq` (never by `revision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Arc<RouteHealth>>,
 }
 
 impl CachedRoute {
-    /// From the store's state of a key (`None`: never existed).
+    /// From the store's state of a key (`None`: never existed), with the health state
+    /// shown on the route's endpoints.
     pub fn from_stored(stored: Option<StoredRoute>) -> Self {
         match stored {
-            Some(s) => CachedRoute {
-                revision: s.revision,
-                route: s.route.map(Arc::new),
-            },
+            Some(s) => {
+                let route = s.route.map(|mut r| {
+                    health::overlay(&mut r, s.health.as_ref());
+                    Arc::new(r)
+                });
+                CachedRoute {
+                    revision: s.revision,
+                    route,
+                    health: s.health.map(Arc::new),
+                }
+            }
             None => CachedRoute {
                 revision: 0,
                 route: None,
+                health: None,
             },
         }
+    }
+
+    /// This entry with its route showing `health` (clones the route only when that
+    /// changes what it shows). Caches call it on every read.
+    pub fn with_health(mut self, health: Option<Arc<RouteHealth>>) -> Self {
+        if let Some(r) = &self.route
+            && health::overlay_changes(r, health.as_deref())
+        {
+            let mut route = Route::clone(r);
+            health::overlay(&mut route, health.as_deref());
+            self.route = Some(Arc::new(route));
+        }
+        self.health = health;
+        self
     }
 }
 
@@ -178,6 +210,35 @@ pub trait SharedCache: Send + Sync {
     /// Merges a complete set read from the store (each entry if newer) and marks the set
     /// complete.
     async fn fill(&self, svc: &ServiceKey, entries: &[(VersionName, CachedRoute)]) -> Result<()>;
+    /// Stores one key's health state unless the cache holds the same or a higher `seq`,
+    /// whatever the key's route entry holds (reads show it on the route). Returns whether
+    /// it was stored. Caches that do not hold health state refuse with `Internal`.
+    async fn apply_health(&self, key: &RouteKey, health: &RouteHealth) -> Result<bool> {
+        let _ = (key, health);
+        Err(crate::Error::Internal(
+            "this shared cache does not hold health state".into(),
+        ))
+    }
+}
+
+/// Health state in the store (docs/health.md). Held by the prober.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// Every live route that has a `health_check`, in every tenant.
+    async fn checked_routes(&self) -> Result<Vec<Route>>;
+    /// One key's health state, strongly consistent.
+    async fn health(&self, key: &RouteKey) -> Result<Option<RouteHealth>>;
+    /// Stores `health` (whose `seq` is the stored one plus one, or 1) if the stored `seq`
+    /// is still `expected` (`None`: nothing stored), else `Error::Conflict`. With `event`
+    /// (a `route.health_changed` carrying this state), its audit entry and outbox entry
+    /// commit in the same transaction; returns the outbox entry's id then.
+    async fn save_health(
+        &self,
+        key: &RouteKey,
+        expected: Option<u64>,
+        health: &RouteHealth,
+        event: Option<&RouteEvent>,
+    ) -> Result<Option<String>>;
 }
 
 /// A backend that `/readyz` can ask.
@@ -215,9 +276,9 @@ pub trait DeadLetters: Send + Sync {
 
 /// Everything a route store provides (the embedded store and DynamoDB both do), for
 /// wiring code that picks one at start-up and hands each service the parts it uses.
-pub trait Store: RouteReader + RouteWriter + HistoryReader + Outbox + Probe {}
+pub trait Store: RouteReader + RouteWriter + HistoryReader + Outbox + HealthStore + Probe {}
 
-impl<T: RouteReader + RouteWriter + HistoryReader + Outbox + Probe> Store for T {}
+impl<T: RouteReader + RouteWriter + HistoryReader + Outbox + HealthStore + Probe> Store for T {}
 
 /// Everything a shared cache provides.
 pub trait Cache: SharedCache + Probe {}

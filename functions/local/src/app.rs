@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tm_core::adapters::dynamodb::DynamoStore;
 use tm_core::adapters::embedded_store::EmbeddedStore;
 use tm_core::adapters::file_dead_letters::FileDeadLetters;
+use tm_core::adapters::http_probe::HyperProbe;
 use tm_core::adapters::kafka::dead_letters::KafkaDeadLetters;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
@@ -21,6 +22,7 @@ use tm_core::config::{Config, Secret};
 use tm_core::cursor::CursorKey;
 use tm_core::ports::{Cache, DeadLetters, EventPublisher, Probe, Store};
 use tm_core::services::consume::Consumer;
+use tm_core::services::prober::{Prober, ProberSettings};
 use tm_core::services::relay::Relay;
 use tm_core::services::resolve::Resolver;
 use tm_core::services::write::{AfterCommit, WriteService};
@@ -45,6 +47,31 @@ pub struct App {
     pub jwt_secret: Secret,
     /// Per-tenant rate limits (`TM_RATE_LIMIT_RPS`); `None` when off.
     pub rate_limiter: Option<RateLimiter>,
+    /// Probes checked endpoints in the background (docs/health.md).
+    pub prober: Arc<Prober>,
+}
+
+/// The test-only `TM_HEALTH_MS_PER_SECOND` (docs/health.md): how many milliseconds one
+/// second of a `health_check` lasts in this process, 10–1000 (default 1000), so tests can
+/// probe a route with `interval_seconds: 10` every 100 ms. Never set it in production.
+pub const HEALTH_SECOND_VAR: &str = "TM_HEALTH_MS_PER_SECOND";
+
+/// Reads [`HEALTH_SECOND_VAR`]; a bad value is an error naming the variable.
+pub fn health_second() -> anyhow::Result<std::time::Duration> {
+    parse_health_second(std::env::var(HEALTH_SECOND_VAR).ok())
+}
+
+/// [`health_second`] over a value (empty counts as unset, as for every variable).
+fn parse_health_second(v: Option<String>) -> anyhow::Result<std::time::Duration> {
+    match v.filter(|v| !v.trim().is_empty()) {
+        None => Ok(std::time::Duration::from_secs(1)),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(ms) if (10..=1000).contains(&ms) => Ok(std::time::Duration::from_millis(ms)),
+            _ => {
+                anyhow::bail!("{HEALTH_SECOND_VAR}: must be an integer from 10 to 1000 (got {v:?})")
+            }
+        },
+    }
 }
 
 fn core_err(e: tm_core::Error) -> anyhow::Error {
@@ -143,6 +170,24 @@ impl App {
             }
         };
         let relay = Arc::new(Relay::new(store.clone(), publisher));
+        let second = health_second()?;
+        if second != std::time::Duration::from_secs(1) {
+            tracing::warn!(
+                ms_per_second = second.as_millis() as u64,
+                "{HEALTH_SECOND_VAR} is set: health checks run faster than their documents say (tests only)"
+            );
+        }
+        let prober = Arc::new(Prober::new(
+            store.clone(),
+            Arc::new(HyperProbe::new().map_err(core_err)?),
+            AfterCommit::Wake(relay.clone()),
+            ProberSettings {
+                second,
+                // A route's check starts within one refresh of its write.
+                refresh: second * 2,
+                ..ProberSettings::default()
+            },
+        ));
         let write = WriteService::new(
             store.clone(),
             store.clone(),
@@ -166,6 +211,7 @@ impl App {
             kafka_trigger,
             jwt_secret,
             rate_limiter: config.rate_limit.map(RateLimiter::new),
+            prober,
         })
     }
 }
@@ -219,4 +265,21 @@ pub async fn init(data_dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_second_defaults_to_a_second_and_refuses_what_is_out_of_range() {
+        let s = |v: &str| parse_health_second(Some(v.to_owned()));
+        assert_eq!(parse_health_second(None).unwrap().as_millis(), 1000);
+        assert_eq!(s(" ").unwrap().as_millis(), 1000);
+        assert_eq!(s("100").unwrap().as_millis(), 100);
+        for bad in ["9", "1001", "0.5", "fast"] {
+            let e = s(bad).unwrap_err().to_string();
+            assert!(e.starts_with(HEALTH_SECOND_VAR), "{e}");
+        }
+    }
 }

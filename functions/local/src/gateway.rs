@@ -51,6 +51,7 @@ pub async fn serve(mut app: App, listen: &str) -> anyhow::Result<()> {
     let app = Arc::new(app);
     let tokens = Arc::new(VerifiedTokens::default());
     let relay = tokio::spawn(app.relay.clone().run(Duration::from_millis(500)));
+    let prober = tokio::spawn(app.prober.clone().run());
     // Catch up on anything committed but not delivered before the last stop.
     app.relay.wake();
     tracing::info!(%addr, "tm-local listening");
@@ -92,6 +93,7 @@ pub async fn serve(mut app: App, listen: &str) -> anyhow::Result<()> {
         tracing::warn!("some connections did not finish within 10 s");
     }
     relay.abort();
+    prober.abort();
     let _ = stop_trigger.send(true);
     if let Some(t) = trigger
         && tokio::time::timeout(Duration::from_secs(10), t)

@@ -50,6 +50,7 @@ async fn commit_deletes(store: &EmbeddedStore, n: u64) {
             actor: "t".into(),
             correlation_id: "c".into(),
             route: None,
+            health: None,
         };
         let expected = (rev > 1).then_some(rev - 1);
         store

@@ -99,6 +99,9 @@ impl ResolveHandler {
         h.insert(header::ETAG, resolved.etag().clone());
         h.insert(header::CACHE_CONTROL, resolved.cache_control().clone());
         h.insert("x-cache", HeaderValue::from_static(source.header()));
+        if resolved.fail_open() {
+            h.insert("x-health", HeaderValue::from_static("fail-open"));
+        }
         figures.resolved(source, started.elapsed());
         Ok(resp)
     }

@@ -39,6 +39,7 @@ async fn seed(store: &EmbeddedStore, version: &str, body: &str) {
         actor: "seed".into(),
         correlation_id: "seed".into(),
         route: Some(route),
+        health: None,
     };
     store
         .commit(&Commit {

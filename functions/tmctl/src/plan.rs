@@ -211,6 +211,7 @@ fn empty_spec() -> RouteSpec {
         endpoints: Vec::new(),
         ttl_seconds: 0,
         labels: BTreeMap::new(),
+        health_check: None,
         active: true,
     }
 }

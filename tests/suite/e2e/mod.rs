@@ -3,6 +3,7 @@
 //! (`embedded.rs`) and on the real backends.
 
 mod embedded;
+mod health;
 mod isolation;
 mod limits;
 mod logs;

@@ -87,4 +87,5 @@ on_real_backends! {
     on_real_backends_isolation_every_endpoint_answers_every_caller_with_the_contracts_status => super::isolation::matrix;
     on_real_backends_isolation_another_tenant_sees_nothing_of_acme_in_its_own_lists => super::isolation::lists_are_per_tenant;
     on_real_backends_isolation_a_star_token_still_gets_400_for_a_name_that_breaks_the_rules => super::isolation::star_token_still_validates;
+    on_real_backends_resolve_routes_around_dead_endpoints_and_back => super::health::routes_around_dead_endpoints;
 }

@@ -60,6 +60,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             let entry = CachedRoute {
                 revision: 1,
                 route: Some(Arc::new(fixtures::route(&key, 1, 3))),
+                health: None,
             };
             cache
                 .fill(&key.svc, &[(key.version.clone(), entry)])

@@ -208,6 +208,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                     CachedRoute {
                         revision: r.revision,
                         route: Some(Arc::new(r)),
+                        health: None,
                     },
                 )
             })

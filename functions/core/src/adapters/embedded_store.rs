@@ -1,13 +1,14 @@
-//! The embedded store: one `redb` database file holding routes (with tombstones), history,
-//! the tenant audit log and the outbox. Every change is one write transaction, so a crash
+//! The embedded store: one `redb` database file holding routes (with tombstones), their
+//! health state, history, the tenant audit log and the outbox. Every change is one write transaction, so a crash
 //! leaves either all of it or none of it.
 
 use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
+use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, ServiceKey, VersionName};
 use crate::domain::route::Route;
 use crate::ports::{
-    AuditQuery, Commit, Consistency, HistoryReader, ListQuery, Outbox, OutboxEntry, Probe,
-    RouteReader, RouteWriter, StoredRoute,
+    AuditQuery, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox, OutboxEntry,
+    Probe, RouteReader, RouteWriter, StoredRoute,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -24,6 +25,8 @@ const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("histo
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 /// Sequence → `RouteEvent` JSON, deleted once published.
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Route key text → `RouteHealth` JSON (docs/health.md), written only by the prober.
+const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
 /// Named counters: `outbox`, `audit/{tenant}`.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
@@ -69,6 +72,7 @@ impl EmbeddedStore {
         tx.open_table(AUDIT).map_err(fault)?;
         tx.open_table(OUTBOX).map_err(fault)?;
         tx.open_table(COUNTERS).map_err(fault)?;
+        tx.open_table(HEALTH).map_err(fault)?;
         tx.commit().map_err(fault)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -103,6 +107,7 @@ fn commit_blocking(db: &Database, c: &Commit) -> Result<String> {
         let stored = StoredRoute {
             revision: e.revision,
             route: e.route.clone(),
+            health: None,
         };
         routes
             .insert(kt.as_str(), to_json(&stored)?.as_slice())
@@ -116,40 +121,83 @@ fn commit_blocking(db: &Database, c: &Commit) -> Result<String> {
             )
             .map_err(fault)?;
 
-        let mut counters = tx.open_table(COUNTERS).map_err(fault)?;
-        let audit_name = format!("audit/{}", e.tenant);
-        let audit_seq = counters
-            .get(audit_name.as_str())
-            .map_err(fault)?
-            .map(|v| v.value())
-            .unwrap_or(0)
-            + 1;
-        let outbox_seq = counters
-            .get("outbox")
-            .map_err(fault)?
-            .map(|v| v.value())
-            .unwrap_or(0)
-            + 1;
-        counters
-            .insert(audit_name.as_str(), audit_seq)
-            .map_err(fault)?;
-        counters.insert("outbox", outbox_seq).map_err(fault)?;
-
-        let mut audit = tx.open_table(AUDIT).map_err(fault)?;
-        audit
-            .insert(
-                (e.tenant.as_str(), audit_seq),
-                to_json(&e.audit_entry())?.as_slice(),
-            )
-            .map_err(fault)?;
-        let mut outbox = tx.open_table(OUTBOX).map_err(fault)?;
-        outbox
-            .insert(outbox_seq, to_json(e)?.as_slice())
-            .map_err(fault)?;
-        outbox_id = outbox_seq.to_string();
+        outbox_id = append_audit_and_outbox(&tx, e)?;
     }
     tx.commit().map_err(fault)?;
     Ok(outbox_id)
+}
+
+/// Appends the event's audit entry (next tenant sequence) and its outbox entry inside
+/// `tx`; returns the outbox id.
+fn append_audit_and_outbox(tx: &redb::WriteTransaction, e: &RouteEvent) -> Result<String> {
+    let mut counters = tx.open_table(COUNTERS).map_err(fault)?;
+    let audit_name = format!("audit/{}", e.tenant);
+    let audit_seq = counters
+        .get(audit_name.as_str())
+        .map_err(fault)?
+        .map(|v| v.value())
+        .unwrap_or(0)
+        + 1;
+    let outbox_seq = counters
+        .get("outbox")
+        .map_err(fault)?
+        .map(|v| v.value())
+        .unwrap_or(0)
+        + 1;
+    counters
+        .insert(audit_name.as_str(), audit_seq)
+        .map_err(fault)?;
+    counters.insert("outbox", outbox_seq).map_err(fault)?;
+
+    let mut audit = tx.open_table(AUDIT).map_err(fault)?;
+    audit
+        .insert(
+            (e.tenant.as_str(), audit_seq),
+            to_json(&e.audit_entry())?.as_slice(),
+        )
+        .map_err(fault)?;
+    let mut outbox = tx.open_table(OUTBOX).map_err(fault)?;
+    outbox
+        .insert(outbox_seq, to_json(e)?.as_slice())
+        .map_err(fault)?;
+    Ok(outbox_seq.to_string())
+}
+
+fn save_health_blocking(
+    db: &Database,
+    key: &RouteKey,
+    expected: Option<u64>,
+    health: &RouteHealth,
+    event: Option<&RouteEvent>,
+) -> Result<Option<String>> {
+    let kt = key_text(key);
+    let tx = db.begin_write().map_err(fault)?;
+    let outbox_id;
+    {
+        let mut table = tx.open_table(HEALTH).map_err(fault)?;
+        let current: Option<RouteHealth> = match table.get(kt.as_str()).map_err(fault)? {
+            Some(v) => Some(from_json(v.value())?),
+            None => None,
+        };
+        if current.map(|h| h.seq) != expected {
+            return Err(Error::Conflict);
+        }
+        table
+            .insert(kt.as_str(), to_json(health)?.as_slice())
+            .map_err(fault)?;
+        outbox_id = event.map(|e| append_audit_and_outbox(&tx, e)).transpose()?;
+    }
+    tx.commit().map_err(fault)?;
+    Ok(outbox_id)
+}
+
+/// The health state of `kt` in an open read transaction.
+fn read_health(tx: &redb::ReadTransaction, kt: &str) -> Result<Option<RouteHealth>> {
+    let table = tx.open_table(HEALTH).map_err(fault)?;
+    match table.get(kt).map_err(fault)? {
+        Some(v) => Ok(Some(from_json(v.value())?)),
+        None => Ok(None),
+    }
 }
 
 #[async_trait]
@@ -158,8 +206,13 @@ impl RouteReader for EmbeddedStore {
         // redb reads are memory-mapped and fast: no need to leave the async thread.
         let tx = self.db.begin_read().map_err(fault)?;
         let routes = tx.open_table(ROUTES).map_err(fault)?;
-        match routes.get(key_text(key).as_str()).map_err(fault)? {
-            Some(v) => Ok(Some(from_json(v.value())?)),
+        let kt = key_text(key);
+        match routes.get(kt.as_str()).map_err(fault)? {
+            Some(v) => {
+                let mut stored: StoredRoute = from_json(v.value())?;
+                stored.health = read_health(&tx, &kt)?;
+                Ok(Some(stored))
+            }
             None => Ok(None),
         }
     }
@@ -178,9 +231,46 @@ impl RouteReader for EmbeddedStore {
             let (k, v) = item.map_err(fault)?;
             let version =
                 VersionName::parse(&k.value()[prefix.len()..]).map_err(Error::Internal)?;
-            out.push((version, from_json(v.value())?));
+            let mut stored: StoredRoute = from_json(v.value())?;
+            stored.health = read_health(&tx, k.value())?;
+            out.push((version, stored));
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl HealthStore for EmbeddedStore {
+    async fn checked_routes(&self) -> Result<Vec<Route>> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(fault)?;
+            let routes = tx.open_table(ROUTES).map_err(fault)?;
+            let mut out = Vec::new();
+            for item in routes.iter().map_err(fault)? {
+                let (_, v) = item.map_err(fault)?;
+                let stored: StoredRoute = from_json(v.value())?;
+                out.extend(stored.route.filter(|r| r.health_check.is_some()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn health(&self, key: &RouteKey) -> Result<Option<RouteHealth>> {
+        let tx = self.db.begin_read().map_err(fault)?;
+        read_health(&tx, &key_text(key))
+    }
+
+    async fn save_health(
+        &self,
+        key: &RouteKey,
+        expected: Option<u64>,
+        health: &RouteHealth,
+        event: Option<&RouteEvent>,
+    ) -> Result<Option<String>> {
+        let (key, health, event) = (key.clone(), health.clone(), event.cloned());
+        self.blocking(move |db| save_health_blocking(db, &key, expected, &health, event.as_ref()))
+            .await
     }
 }
 

@@ -34,12 +34,13 @@
 //! readiness always reports the backend's own state.
 
 use crate::breaker::{Breaker, BreakerConfig};
-use crate::domain::event::{AuditEntry, HistoryEntry};
+use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
+use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, ServiceKey, VersionName};
 use crate::domain::route::Route;
 use crate::ports::{
-    AuditQuery, CachedRoute, Commit, Consistency, HistoryReader, ListQuery, Outbox, OutboxEntry,
-    Probe, RouteReader, RouteWriter, SharedCache, StoredRoute,
+    AuditQuery, CachedRoute, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox,
+    OutboxEntry, Probe, RouteReader, RouteWriter, SharedCache, StoredRoute,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -262,6 +263,47 @@ impl<T: SharedCache + ?Sized> SharedCache for Guarded<T> {
         self.guard("fill", self.limits.write, self.inner.fill(svc, entries))
             .await
     }
+
+    async fn apply_health(&self, key: &RouteKey, health: &RouteHealth) -> Result<bool> {
+        self.guard(
+            "apply_health",
+            self.limits.write,
+            self.inner.apply_health(key, health),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl<T: HealthStore + ?Sized> HealthStore for Guarded<T> {
+    async fn checked_routes(&self) -> Result<Vec<Route>> {
+        self.guard_steps(
+            "checked_routes",
+            self.limits.scan,
+            self.inner.checked_routes(),
+        )
+        .await
+    }
+
+    async fn health(&self, key: &RouteKey) -> Result<Option<RouteHealth>> {
+        self.guard("health", self.limits.read, self.inner.health(key))
+            .await
+    }
+
+    async fn save_health(
+        &self,
+        key: &RouteKey,
+        expected: Option<u64>,
+        health: &RouteHealth,
+        event: Option<&RouteEvent>,
+    ) -> Result<Option<String>> {
+        self.guard_steps(
+            "save_health",
+            self.limits.write,
+            self.inner.save_health(key, expected, health, event),
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -406,6 +448,7 @@ mod tests {
         let entry = CachedRoute {
             revision: 0,
             route: None,
+            health: None,
         };
         for _ in 0..3 {
             assert!(guarded.apply(&key(), &entry).await.is_err());

@@ -10,12 +10,15 @@
 //! - `dynamodb`: routes, history, audit and outbox in one DynamoDB table.
 //! - `redis_cache` (feature `redis`): the shared cache on Redis / ElastiCache.
 //! - `kafka`: the event publisher and the dead-letter producer.
+//! - `http_probe` (feature `prober`): the prober's HTTP(S) GET (hyper-util + rustls).
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod embedded_store;
 pub mod file_dead_letters;
 pub mod guarded;
+#[cfg(feature = "prober")]
+pub mod http_probe;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod memory_cache;

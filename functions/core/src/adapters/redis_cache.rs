@@ -7,7 +7,10 @@
 //! fields are version names, each holding the JSON of a [`CachedRoute`]
 //! (`{"rev":7,"route":{...}}`, `route` null for a delete or a negative entry), plus the
 //! field [`COMPLETE_FIELD`], which no version name can equal (names start with a letter or
-//! a digit), present once the set was filled from the store. The `{...}` hash tag puts the
+//! a digit), present once the set was filled from the store. A version's health state
+//! (docs/health.md) lives beside it in the field `~h:<version>`, as
+//! `{"rev":<seq>,"health":{...}}`: the same apply-if-newer scripts order it by its `seq`,
+//! independently of the route's revision, and reads show it on the route. The `{...}` hash tag puts the
 //! whole key in one cluster slot; as every operation touches one key, no command is ever
 //! cross-slot. Names are validated and cannot hold `{` or `}`; the prefix is checked too.
 //!
@@ -55,6 +58,7 @@
 //! it a single server (or a proxy that routes by itself) is assumed, and a cluster answers
 //! `MOVED`, reported as `Unavailable`.
 
+use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, ServiceKey, VersionName};
 use crate::ports::{CachedRoute, Probe, SharedCache};
 use crate::{Error, Result};
@@ -77,6 +81,20 @@ use tokio::sync::OnceCell;
 pub const DEFAULT_PREFIX: &str = "tm:";
 /// The hash field that marks a set complete; a version name cannot start with `~`.
 pub const COMPLETE_FIELD: &str = "~complete";
+/// The prefix of a version's health field; no version name starts with `~`.
+pub const HEALTH_FIELD_PREFIX: &str = "~h:";
+
+/// A health field's value: `rev` is the state's `seq`, so the apply scripts order it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HealthField {
+    rev: u64,
+    health: Arc<RouteHealth>,
+}
+
+fn health_field(version: &str) -> String {
+    format!("{HEALTH_FIELD_PREFIX}{version}")
+}
+
 /// TTL of a key holding a real revision, refreshed by every write that stores one. At least
 /// the event topic's retention (MSK's default: 7 days); see the module docs.
 pub const KEY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -216,6 +234,39 @@ impl RedisCache {
         )
     }
 
+    fn decode_health(&self, key: &str, field: &str, json: &str) -> Result<Arc<RouteHealth>> {
+        serde_json::from_str::<HealthField>(json)
+            .map(|f| f.health)
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "redis {}: {key} field {field} is not a health entry: {e}",
+                    self.link.addr
+                ))
+            })
+    }
+
+    /// Applies one field with the apply script; whether it was stored.
+    async fn apply_field(
+        &self,
+        svc: &ServiceKey,
+        field: &str,
+        rev: u64,
+        json: String,
+    ) -> Result<bool> {
+        let mut call = self.apply.key(self.key_of(svc));
+        call.arg(field)
+            .arg(rev)
+            .arg(json)
+            .arg(KEY_TTL.as_secs())
+            .arg(NEGATIVE_KEY_TTL.as_secs());
+        let call = &call;
+        let stored: i64 = self
+            .link
+            .run(|mut c| async move { call.invoke_async(&mut c).await })
+            .await?;
+        Ok(stored == 1)
+    }
+
     fn decode(&self, key: &str, field: &str, json: &str) -> Result<CachedRoute> {
         serde_json::from_str(json).map_err(|e| {
             Error::Internal(format!(
@@ -230,15 +281,24 @@ impl RedisCache {
 impl SharedCache for RedisCache {
     async fn get(&self, key: &RouteKey) -> Result<Option<CachedRoute>> {
         let hash = self.key_of(&key.svc);
-        let mut cmd = redis::cmd("HGET");
-        cmd.arg(&hash).arg(key.version.as_str());
+        let hfield = health_field(key.version.as_str());
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&hash).arg(key.version.as_str()).arg(&hfield);
         let cmd = &cmd;
-        let json: Option<String> = self
+        let (json, health): (Option<String>, Option<String>) = self
             .link
             .run(|mut c| async move { cmd.query_async(&mut c).await })
             .await?;
-        json.map(|j| self.decode(&hash, key.version.as_str(), &j))
-            .transpose()
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let health = health
+            .map(|h| self.decode_health(&hash, &hfield, &h))
+            .transpose()?;
+        Ok(Some(
+            self.decode(&hash, key.version.as_str(), &json)?
+                .with_health(health),
+        ))
     }
 
     async fn versions(&self, svc: &ServiceKey) -> Result<Option<Vec<CachedRoute>>> {
@@ -253,27 +313,53 @@ impl SharedCache for RedisCache {
         if fields.remove(COMPLETE_FIELD).is_none() {
             return Ok(None);
         }
+        let mut health = HashMap::new();
+        fields.retain(
+            |field, json| match field.strip_prefix(HEALTH_FIELD_PREFIX) {
+                Some(version) => {
+                    health.insert(version.to_owned(), (field.clone(), std::mem::take(json)));
+                    false
+                }
+                None => true,
+            },
+        );
         let entries = fields
             .iter()
-            .map(|(field, json)| self.decode(&hash, field, json))
+            .map(|(field, json)| {
+                let h = health
+                    .get(field)
+                    .map(|(hf, hj)| self.decode_health(&hash, hf, hj))
+                    .transpose()?;
+                Ok(self.decode(&hash, field, json)?.with_health(h))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(entries))
     }
 
     async fn apply(&self, key: &RouteKey, entry: &CachedRoute) -> Result<bool> {
-        let json = encode(entry)?;
-        let mut call = self.apply.key(self.key_of(&key.svc));
-        call.arg(key.version.as_str())
-            .arg(entry.revision)
-            .arg(json)
-            .arg(KEY_TTL.as_secs())
-            .arg(NEGATIVE_KEY_TTL.as_secs());
-        let call = &call;
-        let stored: i64 = self
-            .link
-            .run(|mut c| async move { call.invoke_async(&mut c).await })
+        let stored = self
+            .apply_field(
+                &key.svc,
+                key.version.as_str(),
+                entry.revision,
+                encode(entry)?,
+            )
             .await?;
-        Ok(stored == 1)
+        if let Some(h) = &entry.health {
+            self.apply_health(key, h).await?;
+        }
+        Ok(stored)
+    }
+
+    async fn apply_health(&self, key: &RouteKey, health: &RouteHealth) -> Result<bool> {
+        let json = encode_health(health)?;
+        self.apply_field(
+            &key.svc,
+            &health_field(key.version.as_str()),
+            health.seq,
+            json,
+        )
+        .await
     }
 
     async fn fill(&self, svc: &ServiceKey, entries: &[(VersionName, CachedRoute)]) -> Result<()> {
@@ -285,6 +371,11 @@ impl SharedCache for RedisCache {
             call.arg(version.as_str())
                 .arg(entry.revision)
                 .arg(encode(entry)?);
+            if let Some(h) = &entry.health {
+                call.arg(health_field(version.as_str()))
+                    .arg(h.seq)
+                    .arg(encode_health(h)?);
+            }
         }
         let call = &call;
         let _: i64 = self
@@ -311,9 +402,23 @@ impl Probe for RedisCache {
     }
 }
 
+/// The route part of an entry (its health goes to its own field).
 fn encode(entry: &CachedRoute) -> Result<String> {
-    serde_json::to_string(entry)
+    let route_part = CachedRoute {
+        revision: entry.revision,
+        route: entry.route.clone(),
+        health: None,
+    };
+    serde_json::to_string(&route_part)
         .map_err(|e| Error::Internal(format!("cache entry does not encode: {e}")))
+}
+
+fn encode_health(health: &RouteHealth) -> Result<String> {
+    serde_json::to_string(&HealthField {
+        rev: health.seq,
+        health: Arc::new(health.clone()),
+    })
+    .map_err(|e| Error::Internal(format!("health entry does not encode: {e}")))
 }
 
 /// Removes the adapter's own `cluster=true|false` query parameter from the URL.

@@ -1,6 +1,7 @@
 //! Route change events (CONTRACT §7): the Kafka value, and the history/audit entries that
 //! share its types.
 
+use super::health::RouteHealth;
 use super::names::{EnvName, RouteKey, ServiceKey, ServiceName, TenantName, VersionName};
 use super::route::Route;
 use super::timefmt::Timestamp;
@@ -27,6 +28,10 @@ pub enum ChangeType {
     /// DELETE.
     #[serde(rename = "route.deleted")]
     Deleted,
+    /// The prober saw an endpoint turn healthy or unhealthy (docs/health.md). Changes the
+    /// route's health state, never its revision.
+    #[serde(rename = "route.health_changed")]
+    HealthChanged,
 }
 
 impl ChangeType {
@@ -38,6 +43,7 @@ impl ChangeType {
             ChangeType::Activated => "route.activated",
             ChangeType::Deactivated => "route.deactivated",
             ChangeType::Deleted => "route.deleted",
+            ChangeType::HealthChanged => "route.health_changed",
         }
     }
 
@@ -49,6 +55,7 @@ impl ChangeType {
             Self::Activated,
             Self::Deactivated,
             Self::Deleted,
+            Self::HealthChanged,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)
@@ -81,8 +88,12 @@ pub struct RouteEvent {
     pub actor: String,
     /// The request's correlation id.
     pub correlation_id: String,
-    /// The route after the change; `null` for a delete.
+    /// The route after the change; `null` for a delete and a health change.
     pub route: Option<Route>,
+    /// `route.health_changed` only: the route's health state after the change (its `seq`
+    /// orders health changes; `revision` is then the route revision that was probed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<RouteHealth>,
 }
 
 impl RouteEvent {
@@ -103,6 +114,16 @@ impl RouteEvent {
     pub fn check(&self) -> Result<(), String> {
         if self.schema != SCHEMA {
             return Err(format!("unknown schema {}", self.schema));
+        }
+        if self.kind == ChangeType::HealthChanged {
+            return match (&self.route, &self.health) {
+                (None, Some(_)) if self.revision > 0 => Ok(()),
+                (None, Some(_)) => Err("revision 0".into()),
+                _ => Err("a route.health_changed event carries health and no route".into()),
+            };
+        }
+        if self.health.is_some() {
+            return Err(format!("a {} event carries health", self.kind.as_str()));
         }
         match (&self.route, self.kind) {
             (Some(_), ChangeType::Deleted) => Err("a route.deleted event carries a route".into()),
@@ -213,6 +234,24 @@ mod tests {
         let mut e: RouteEvent = serde_json::from_str(&event("route.deleted", "null")).unwrap();
         e.schema = 2;
         assert!(e.check().is_err());
+    }
+
+    #[test]
+    fn a_health_event_carries_health_and_no_route() {
+        let with_health = event("route.health_changed", "null").replace(
+            r#""route":null"#,
+            r#""route":null,"health":{"seq":3,"endpoints":[]}"#,
+        );
+        let e: RouteEvent = serde_json::from_str(&with_health).unwrap();
+        assert_eq!(e.kind, ChangeType::HealthChanged);
+        assert!(e.check().is_ok());
+        let bare: RouteEvent =
+            serde_json::from_str(&event("route.health_changed", "null")).unwrap();
+        assert!(bare.check().is_err());
+        let mut deleted: RouteEvent =
+            serde_json::from_str(&event("route.deleted", "null")).unwrap();
+        deleted.health = e.health.clone();
+        assert!(deleted.check().is_err(), "only health events carry health");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The domain: names, routes, selection rules and events. Pure: no I/O.
 
 pub mod event;
+pub mod health;
 pub mod names;
 pub mod pick;
 pub mod route;

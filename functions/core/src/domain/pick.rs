@@ -11,27 +11,49 @@
 //!    ([`det_ln`]), so no platform's libm can change a result;
 //! 5. the highest score wins; equal scores go to the smaller id.
 
+use super::health::HealthStatus;
 use super::route::{Endpoint, EndpointStatus, Route};
 
-/// The winning priority group: active endpoints with weight > 0 at the lowest priority
-/// that has one. Empty when no endpoint is a candidate.
+/// The winning priority group (docs/health.md): active endpoints with weight > 0 that
+/// are not unhealthy, at the lowest priority that has one. When every active endpoint
+/// with weight is unhealthy, the group fails open: the lowest priority's active endpoints
+/// as if nothing were probed. Empty when no endpoint is a candidate.
 pub fn candidates(route: &Route) -> Vec<&Endpoint> {
-    let usable = |e: &&Endpoint| e.status == EndpointStatus::Active && e.weight > 0;
-    let Some(best) = route
-        .endpoints
-        .iter()
-        .filter(usable)
-        .map(|e| e.priority)
-        .min()
-    else {
-        return Vec::new();
+    candidates_with_health(route).0
+}
+
+/// [`candidates`], and whether the group failed open (every candidate unhealthy).
+///
+/// Filtering before the choice keeps sticky keys in place: rendezvous scores are per
+/// endpoint, so removing a dead endpoint moves only the keys it had won.
+pub fn candidates_with_health(route: &Route) -> (Vec<&Endpoint>, bool) {
+    fn usable(e: &Endpoint) -> bool {
+        e.status == EndpointStatus::Active && e.weight > 0
+    }
+    fn healthy(e: &Endpoint) -> bool {
+        e.health.is_none_or(|h| h.status != HealthStatus::Unhealthy)
+    }
+    let (mut best_any, mut best_healthy) = (None::<u8>, None::<u8>);
+    for e in &route.endpoints {
+        if !usable(e) {
+            continue;
+        }
+        best_any = Some(best_any.map_or(e.priority, |b| b.min(e.priority)));
+        if healthy(e) {
+            best_healthy = Some(best_healthy.map_or(e.priority, |b| b.min(e.priority)));
+        }
+    }
+    let (best, fail_open) = match (best_healthy, best_any) {
+        (Some(b), _) => (b, false),
+        (None, Some(b)) => (b, true),
+        (None, None) => return (Vec::new(), false),
     };
-    route
+    let group = route
         .endpoints
         .iter()
-        .filter(usable)
-        .filter(|e| e.priority == best)
-        .collect()
+        .filter(|e| usable(e) && e.priority == best && (fail_open || healthy(e)))
+        .collect();
+    (group, fail_open)
 }
 
 /// Picks one candidate: by sticky key when given, else at random in proportion to weight.
@@ -200,6 +222,7 @@ mod tests {
             priority,
             status,
             region: None,
+            health: None,
         }
     }
 
@@ -209,6 +232,7 @@ mod tests {
             endpoints: eps,
             ttl_seconds: 30,
             labels: Default::default(),
+            health_check: None,
             active: true,
         };
         Route::from_spec(
@@ -248,6 +272,55 @@ mod tests {
         assert!(candidates(&r).is_empty());
         assert!(choose(&[], Some("k")).is_none());
         assert!(choose(&[], None).is_none());
+    }
+
+    fn sick(mut e: Endpoint) -> Endpoint {
+        e.health = Some(crate::domain::health::HealthView {
+            status: HealthStatus::Unhealthy,
+            since: crate::domain::timefmt::Timestamp::from_millis(0),
+        });
+        e
+    }
+
+    #[test]
+    fn unhealthy_endpoints_are_skipped_within_the_winning_group() {
+        use EndpointStatus::*;
+        // GIVEN a group of three with one unhealthy, and a backup group
+        let r = route(vec![
+            ep("a", 1, 0, Active),
+            sick(ep("b", 1, 0, Active)),
+            ep("c", 1, 0, Active),
+            ep("dr", 1, 1, Active),
+        ]);
+        // THEN the group keeps the healthy two and does not fail open
+        let (group, open) = candidates_with_health(&r);
+        assert_eq!((ids(&group), open), (vec!["a".into(), "c".into()], false));
+    }
+
+    #[test]
+    fn a_group_with_no_healthy_endpoint_fails_over_to_the_next_priority() {
+        use EndpointStatus::*;
+        let r = route(vec![
+            sick(ep("a", 1, 0, Active)),
+            sick(ep("b", 1, 0, Active)),
+            ep("dr", 1, 1, Active),
+            ep("dr2", 0, 1, Active),
+        ]);
+        let (group, open) = candidates_with_health(&r);
+        assert_eq!((ids(&group), open), (vec!["dr".into()], false));
+    }
+
+    #[test]
+    fn when_every_endpoint_is_unhealthy_the_best_group_fails_open() {
+        use EndpointStatus::*;
+        let r = route(vec![
+            sick(ep("a", 1, 0, Active)),
+            sick(ep("b", 1, 0, Active)),
+            sick(ep("dr", 1, 1, Active)),
+            ep("off", 1, 0, Disabled),
+        ]);
+        let (group, open) = candidates_with_health(&r);
+        assert_eq!((ids(&group), open), (vec!["a".into(), "b".into()], true));
     }
 
     #[test]
@@ -437,6 +510,27 @@ mod tests {
             let a = choose_sticky(&after.iter().collect::<Vec<_>>(), &key).unwrap().id.clone();
             let changed = &before[which].id;
             prop_assert!(a == b || &a == changed || &b == changed);
+        }
+
+        #[test]
+        fn a_dead_endpoint_moves_only_its_own_sticky_keys(
+            key in "\\PC{1,64}", w in proptest::collection::vec(1u32..1000, 2..12), dead in 0usize..12
+        ) {
+            // GIVEN one group, WHEN one endpoint turns unhealthy
+            let dead = dead % w.len();
+            let before: Vec<Endpoint> = w.iter().enumerate().map(|(i, w)| ep(&format!("e{i}"), *w, 0, EndpointStatus::Active)).collect();
+            let mut after = before.clone();
+            after[dead] = sick(after[dead].clone());
+            let (rb, ra) = (route(before), route(after));
+            let b = choose(&candidates(&rb), Some(&key)).unwrap().id.clone();
+            let a = choose(&candidates(&ra), Some(&key)).unwrap().id.clone();
+            // THEN a key stays where it was unless it was on the dead endpoint
+            let dead_id = &rb.endpoints[dead].id;
+            if &b == dead_id {
+                prop_assert_ne!(&a, dead_id);
+            } else {
+                prop_assert_eq!(a, b);
+            }
         }
 
         #[test]

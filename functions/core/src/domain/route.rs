@@ -1,5 +1,6 @@
 //! The route document (CONTRACT §2) and the strict parser of a PUT body.
 
+use super::health::{HealthCheck, HealthView};
 use super::names::{EndpointId, LabelKey, LabelValue, Region, RouteKey, ServiceKey, VersionName};
 use super::names::{EnvName, ServiceName, TenantName};
 use super::timefmt::Timestamp;
@@ -40,6 +41,10 @@ pub struct Endpoint {
     /// Optional region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<Region>,
+    /// Server-set: the endpoint's health when the route has a `health_check` and the
+    /// endpoint was probed (docs/health.md). Never stored with the document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
 }
 
 /// A stored route: the document of CONTRACT §2, field order included.
@@ -60,6 +65,9 @@ pub struct Route {
     pub ttl_seconds: u32,
     /// At most 16 labels.
     pub labels: BTreeMap<LabelKey, LabelValue>,
+    /// How the endpoints are probed, when they are (docs/health.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
     /// An inactive route resolves as 404.
     pub active: bool,
     /// Grows by exactly 1 on every change.
@@ -99,6 +107,7 @@ impl Route {
             endpoints: spec.endpoints,
             ttl_seconds: spec.ttl_seconds,
             labels: spec.labels,
+            health_check: spec.health_check,
             active: spec.active,
             revision,
             updated_at: at,
@@ -116,6 +125,8 @@ pub struct RouteSpec {
     pub ttl_seconds: u32,
     /// At most 16.
     pub labels: BTreeMap<LabelKey, LabelValue>,
+    /// Optional health check.
+    pub health_check: Option<HealthCheck>,
     /// Default true.
     pub active: bool,
 }
@@ -143,6 +154,7 @@ impl RouteSpec {
             endpoints: Vec::new(),
             ttl_seconds: 30,
             labels: BTreeMap::new(),
+            health_check: None,
             active: true,
         };
         let mut saw_endpoints = false;
@@ -157,6 +169,7 @@ impl RouteSpec {
                 }
                 "ttl_seconds" => spec.ttl_seconds = int_in(v, "ttl_seconds", 1, 3600)? as u32,
                 "labels" => spec.labels = parse_labels(v)?,
+                "health_check" => spec.health_check = Some(HealthCheck::from_json(v)?),
                 "active" => {
                     spec.active = v
                         .as_bool()
@@ -268,6 +281,12 @@ fn parse_endpoint(obj: &Map<String, Value>, at: &str) -> Result<Endpoint, Error>
                 region =
                     Some(Region::parse(str_of(v, &name)?).map_err(|e| Error::invalid(&name, e))?)
             }
+            "health" => {
+                return Err(Error::invalid(
+                    &name,
+                    "is set by the server and must not be sent",
+                ));
+            }
             _ => return Err(Error::invalid(&name, "unknown field")),
         }
     }
@@ -278,6 +297,7 @@ fn parse_endpoint(obj: &Map<String, Value>, at: &str) -> Result<Endpoint, Error>
         priority,
         status,
         region,
+        health: None,
     })
 }
 
@@ -524,6 +544,18 @@ mod tests {
                 "labels",
             ),
             (r#"{"endpoints": "#, "body"),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a","health":{"status":"healthy"}}]}"#,
+                "endpoints[0].health",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"health_check":null}"#,
+                "health_check",
+            ),
+            (
+                r#"{"endpoints":[{"id":"a","url":"https://a"}],"health_check":{"path":"/","interval":10}}"#,
+                "health_check.interval",
+            ),
         ];
         for (body, field) in cases {
             assert_eq!(field_of(parse(body).unwrap_err()), field, "{body}");
@@ -588,6 +620,34 @@ mod tests {
         assert!(v["endpoints"][0].get("region").is_none());
         let back: Route = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_health_check_is_kept_and_round_trips_through_the_document() {
+        let key = RouteKey::parse("acme", "checkout", "prod", "2.3.1").unwrap();
+        let spec = parse(
+            r#"{"endpoints":[{"id":"a","url":"https://a"}],"health_check":{"path":"/healthz","interval_seconds":10,"timeout_seconds":2,"scheme":"http"}}"#,
+        )
+        .unwrap();
+        let r = Route::from_spec(&key, spec, 1, Timestamp::from_millis(0), "u");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["health_check"]["expected_status"], "200-399");
+        assert_eq!(v["health_check"]["interval_seconds"], 10);
+        let back: Route = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+        let plain = Route::from_spec(
+            &key,
+            parse(r#"{"endpoints":[{"id":"a","url":"https://a"}]}"#).unwrap(),
+            1,
+            Timestamp::from_millis(0),
+            "u",
+        );
+        assert!(
+            serde_json::to_value(&plain)
+                .unwrap()
+                .get("health_check")
+                .is_none()
+        );
     }
 
     proptest! {

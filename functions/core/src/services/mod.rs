@@ -5,8 +5,10 @@
 //! - [`render`]: resolve answers encoded once per route revision and kept with L1.
 //! - [`consume`]: applies one event record to the shared cache, or rejects it as poison.
 //! - [`relay`]: moves committed outbox entries to the publisher.
+//! - [`prober`]: probes checked endpoints and records their health (docs/health.md).
 
 pub mod consume;
+pub mod prober;
 pub mod relay;
 pub mod render;
 pub mod resolve;

@@ -24,6 +24,8 @@ pub struct Resolved {
     route: Arc<Route>,
     /// Indexes into `route.endpoints` of the winning priority group, in route order.
     candidates: Vec<usize>,
+    /// Every endpoint of the group is unhealthy: it failed open (docs/health.md).
+    fail_open: bool,
     /// One lazily encoded body per candidate; empty when over [`RENDER_BUDGET`].
     bodies: Box<[OnceLock<Bytes>]>,
     etag: HeaderValue,
@@ -43,7 +45,8 @@ impl std::fmt::Debug for Resolved {
 impl Resolved {
     /// Works out the candidates; encodes nothing yet.
     pub fn new(route: Arc<Route>) -> Self {
-        let candidates: Vec<usize> = pick::candidates(&route)
+        let (group, fail_open) = pick::candidates_with_health(&route);
+        let candidates: Vec<usize> = group
             .into_iter()
             .filter_map(|c| route.endpoints.iter().position(|e| std::ptr::eq(e, c)))
             .collect();
@@ -60,6 +63,7 @@ impl Resolved {
         Self {
             route,
             candidates,
+            fail_open,
             bodies,
             etag,
             cache_control,
@@ -79,6 +83,12 @@ impl Resolved {
     /// `Cache-Control: max-age=<ttl_seconds>`.
     pub fn cache_control(&self) -> &HeaderValue {
         &self.cache_control
+    }
+
+    /// Whether every endpoint of the winning group is unhealthy, so that it failed open
+    /// (header `X-Health: fail-open`).
+    pub fn fail_open(&self) -> bool {
+        self.fail_open
     }
 
     /// Whether the route has an endpoint to answer with.
@@ -111,7 +121,7 @@ impl Resolved {
             .position(|e| std::ptr::eq(*e, chosen))
             .ok_or(Error::NoAvailableEndpoint)?;
         let encode = || -> Result<Bytes> {
-            serde_json::to_vec(&answer_for(&self.route, &cands, chosen))
+            serde_json::to_vec(&answer_for(&self.route, &cands, chosen, self.fail_open))
                 .map(Bytes::from)
                 .map_err(|e| Error::Internal(format!("encode answer: {e}")))
         };

@@ -324,20 +324,26 @@ pub struct Answer<'a> {
     pub revision: u64,
     /// How long the client may cache this answer.
     pub ttl_seconds: u32,
+    /// Every candidate was unhealthy, so the group failed open (header `X-Health:
+    /// fail-open`; docs/health.md). Not part of the body.
+    #[serde(skip)]
+    pub fail_open: bool,
 }
 
 /// Chooses the endpoint; 503 `no_available_endpoint` when the route has no candidate.
 pub fn answer<'a>(route: &'a Route, key: Option<&str>) -> Result<Answer<'a>> {
-    let cands = pick::candidates(route);
+    let (cands, fail_open) = pick::candidates_with_health(route);
     let chosen: &Endpoint = pick::choose(&cands, key).ok_or(Error::NoAvailableEndpoint)?;
-    Ok(answer_for(route, &cands, chosen))
+    Ok(answer_for(route, &cands, chosen, fail_open))
 }
 
-/// The answer naming `chosen` among `cands` (the route's winning priority group).
+/// The answer naming `chosen` among `cands` (the route's winning priority group;
+/// `fail_open` when every endpoint of it is unhealthy).
 pub fn answer_for<'a>(
     route: &'a Route,
     cands: &[&'a Endpoint],
     chosen: &'a Endpoint,
+    fail_open: bool,
 ) -> Answer<'a> {
     Answer {
         tenant: route.tenant.as_str(),
@@ -360,6 +366,7 @@ pub fn answer_for<'a>(
             .collect(),
         revision: route.revision,
         ttl_seconds: route.ttl_seconds,
+        fail_open,
     }
 }
 
@@ -431,6 +438,7 @@ mod tests {
                 .map(|r| StoredRoute {
                     revision: r.revision,
                     route: Some(r.clone()),
+                    health: None,
                 }))
         }
 
@@ -450,6 +458,7 @@ mod tests {
                         StoredRoute {
                             revision: r.revision,
                             route: Some(r.clone()),
+                            health: None,
                         },
                     )
                 })

@@ -4,6 +4,7 @@ use super::relay::Relay;
 use crate::api::IfMatch;
 use crate::cursor::CursorKey;
 use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent, SCHEMA};
+use crate::domain::health::{self, HealthStatus};
 use crate::domain::names::{EnvName, RouteKey, ServiceName, TenantName};
 use crate::domain::route::{Route, RouteSpec};
 use crate::domain::timefmt::Timestamp;
@@ -100,6 +101,35 @@ pub enum AfterCommit {
     },
 }
 
+impl AfterCommit {
+    /// Hands a committed event on, never failing: what this misses, the relay publishes.
+    pub async fn handle(&self, event: &RouteEvent, outbox_id: String) {
+        match self {
+            AfterCommit::Wake(relay) => relay.wake(),
+            AfterCommit::PublishNow {
+                publisher,
+                outbox,
+                deadline,
+            } => {
+                let sent = tokio::time::timeout(*deadline, async {
+                    publisher.publish(std::slice::from_ref(event)).await?;
+                    outbox.mark_published(&[outbox_id]).await
+                })
+                .await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "publish after commit failed; the relay will retry")
+                    }
+                    Err(_) => {
+                        tracing::warn!("publish after commit timed out; the relay will retry")
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A page of results.
 #[derive(Clone, Debug, Serialize)]
 pub struct Page<T> {
@@ -119,6 +149,24 @@ pub struct SyncStatus {
     pub cached_revision: Option<u64>,
     /// `cached_revision == revision`.
     pub in_sync: bool,
+    /// Each endpoint's health, when the route has a `health_check` (docs/health.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Vec<EndpointHealthStatus>>,
+}
+
+/// One endpoint's health in `GET .../status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EndpointHealthStatus {
+    /// The endpoint's id.
+    pub id: String,
+    /// `healthy`, `unhealthy`, or `unknown` (not probed yet; resolve treats it as healthy).
+    pub status: &'static str,
+    /// When the status last changed; absent while unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// Why the last probe failed, while failures are being counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Audit filters as the request gave them (already validated).
@@ -209,6 +257,7 @@ impl WriteService {
             actor: actor.sub.clone(),
             correlation_id: actor.correlation_id.clone(),
             route,
+            health: None,
         }
     }
 
@@ -226,31 +275,7 @@ impl WriteService {
             kind = commit.event.kind.as_str(),
             "change committed"
         );
-        match &self.after_commit {
-            AfterCommit::Wake(relay) => relay.wake(),
-            AfterCommit::PublishNow {
-                publisher,
-                outbox,
-                deadline,
-            } => {
-                let sent = tokio::time::timeout(*deadline, async {
-                    publisher
-                        .publish(std::slice::from_ref(&commit.event))
-                        .await?;
-                    outbox.mark_published(&[outbox_id]).await
-                })
-                .await;
-                match sent {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "publish after commit failed; the relay will retry")
-                    }
-                    Err(_) => {
-                        tracing::warn!("publish after commit timed out; the relay will retry")
-                    }
-                }
-            }
-        }
+        self.after_commit.handle(&commit.event, outbox_id).await;
         Ok(())
     }
 
@@ -292,12 +317,13 @@ impl WriteService {
         Err(rounds.exhausted(key))
     }
 
-    /// `GET`: the live route, strongly consistent.
+    /// `GET`: the live route, strongly consistent, its endpoints showing their health
+    /// (docs/health.md).
     pub async fn get(&self, key: &RouteKey) -> Result<Route> {
-        self.stored(key)
-            .await?
-            .and_then(|s| s.route)
-            .ok_or(Error::NotFound)
+        let stored = self.stored(key).await?.ok_or(Error::NotFound)?;
+        let mut route = stored.route.ok_or(Error::NotFound)?;
+        health::overlay(&mut route, stored.health.as_ref());
+        Ok(route)
     }
 
     /// `DELETE`: writes a tombstone that keeps the revision.
@@ -449,7 +475,26 @@ impl WriteService {
 
     /// `GET .../status`: has the change reached the shared cache?
     pub async fn status(&self, key: &RouteKey) -> Result<SyncStatus> {
-        let route = self.get(key).await?;
+        let stored = self.stored(key).await?.ok_or(Error::NotFound)?;
+        let route = stored.route.ok_or(Error::NotFound)?;
+        let health = route.health_check.as_ref().map(|_| {
+            route
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let rec = stored.health.as_ref().and_then(|h| h.of(e));
+                    EndpointHealthStatus {
+                        id: e.id.to_string(),
+                        status: rec.map_or("unknown", |r| match r.status {
+                            HealthStatus::Healthy => "healthy",
+                            HealthStatus::Unhealthy => "unhealthy",
+                        }),
+                        since: rec.map(|r| r.since),
+                        last_error: rec.and_then(|r| r.last_error.clone()),
+                    }
+                })
+                .collect()
+        });
         let cached_revision = self
             .cache
             .get(key)
@@ -460,6 +505,7 @@ impl WriteService {
             revision: route.revision,
             cached_revision,
             in_sync: cached_revision == Some(route.revision),
+            health,
         })
     }
 

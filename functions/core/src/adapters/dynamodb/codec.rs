@@ -10,6 +10,7 @@
 
 use super::keys;
 use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
+use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, TenantName};
 use crate::domain::route::Route;
 use crate::ports::{OutboxEntry, StoredRoute};
@@ -28,6 +29,11 @@ pub(super) const REV: &str = "rev";
 pub(super) const DOC: &str = "doc";
 /// Route item: the env name, for the env-only list filter.
 pub(super) const ENV: &str = "env";
+/// Route item: present (`1`) when the live route has a `health_check`, so the prober's
+/// scan filters on it without reading documents.
+pub(super) const CHECKED: &str = "hc";
+/// Health item: the state's JSON.
+const STATE: &str = "state";
 /// History and audit items: the entry's JSON.
 const ENTRY: &str = "entry";
 /// Outbox item: the event's JSON.
@@ -119,8 +125,32 @@ pub(super) fn route_item(key: &RouteKey, revision: u64, route: Option<&Route>) -
     item.insert(ENV.to_owned(), s(key.svc.env.as_str()));
     if let Some(r) = route {
         item.insert(DOC.to_owned(), s(to_json(r)?));
+        if r.health_check.is_some() {
+            item.insert(CHECKED.to_owned(), n(1));
+        }
     }
     Ok(item)
+}
+
+/// A health item: the state's `seq` (number, for the write condition) and its JSON.
+pub(super) fn health_item(key: &RouteKey, health: &RouteHealth) -> Result<Item> {
+    let mut item = self::key(keys::tenant_pk(&key.svc.tenant), keys::health_sk(key));
+    item.insert(KIND.to_owned(), s("health"));
+    item.insert(SEQ.to_owned(), n(health.seq));
+    item.insert(STATE.to_owned(), s(to_json(health)?));
+    Ok(item)
+}
+
+/// Decodes a health item.
+pub(super) fn decode_health(item: &Item) -> Result<RouteHealth> {
+    const W: &str = "health";
+    check_kind(W, item)?;
+    let seq = get_u64(W, item, SEQ)?;
+    let health: RouteHealth = from_json(W, item, STATE)?;
+    if health.seq != seq {
+        return Err(corrupt(W, item, "state disagrees with its seq"));
+    }
+    Ok(health)
 }
 
 /// Decodes a route item into its key and stored state.
@@ -149,7 +179,14 @@ pub(super) fn decode_route(item: &Item) -> Result<(RouteKey, StoredRoute)> {
             "document disagrees with the key or revision",
         ));
     }
-    Ok((key, StoredRoute { revision, route }))
+    Ok((
+        key,
+        StoredRoute {
+            revision,
+            route,
+            health: None,
+        },
+    ))
 }
 
 /// A history item.
@@ -267,7 +304,8 @@ mod tests {
                 r.key(),
                 StoredRoute {
                     revision: 3,
-                    route: Some(r.clone())
+                    route: Some(r.clone()),
+                    health: None,
                 }
             )
         );
@@ -276,7 +314,8 @@ mod tests {
             decode_route(&item).unwrap().1,
             StoredRoute {
                 revision: 4,
-                route: None
+                route: None,
+                health: None,
             }
         );
     }

@@ -15,6 +15,7 @@ pub(super) const SK: &str = "sk";
 
 const TENANT: &str = "TENANT#";
 const ROUTE: &str = "ROUTE#";
+const HEALTH: &str = "HEALTH#";
 const HISTORY: &str = "HISTORY#";
 const REV: &str = "REV#";
 const AUDIT: &str = "AUDIT#";
@@ -36,6 +37,26 @@ pub(super) fn tenant_pk(tenant: &TenantName) -> String {
 /// Sort key of a route item: `ROUTE#{service}#{env}#{version}`.
 pub(super) fn route_sk(key: &RouteKey) -> String {
     format!("{ROUTE}{}#{}#{}", key.svc.service, key.svc.env, key.version)
+}
+
+/// Sort key of a route's health item, in the tenant partition beside the route item:
+/// `HEALTH#{service}#{env}#{version}` (outside every `ROUTE#` range, so route queries
+/// never see it).
+pub(super) fn health_sk(key: &RouteKey) -> String {
+    format!(
+        "{HEALTH}{}#{}#{}",
+        key.svc.service, key.svc.env, key.version
+    )
+}
+
+/// The sort-key prefix of the health items of one `(tenant, service, env)`.
+pub(super) fn health_prefix(svc: &ServiceKey) -> String {
+    format!("{HEALTH}{}#{}#", svc.service, svc.env)
+}
+
+/// The version of a health item's sort key.
+pub(super) fn parse_health_version(sk: &str) -> Option<&str> {
+    sk.strip_prefix(HEALTH)?.split('#').nth(2)
 }
 
 /// The sort-key prefix shared by the routes of a service (and env): `ROUTE#`,

@@ -5,6 +5,7 @@
 //! | item | `pk` | `sk` |
 //! |---|---|---|
 //! | route (live or tombstone) | `TENANT#{t}` | `ROUTE#{s}#{e}#{v}` |
+//! | route health state | `TENANT#{t}` | `HEALTH#{s}#{e}#{v}` |
 //! | history entry | `HISTORY#{t}#{s}#{e}#{v}` | `REV#{revision:020}` |
 //! | audit entry | `AUDIT#{t}` | `SEQ#{seq:020}` |
 //! | audit counter | `AUDIT#{t}` | `COUNTER` |
@@ -24,12 +25,13 @@ mod codec;
 mod keys;
 
 use self::codec::{Counter, Item};
-use crate::domain::event::{AuditEntry, HistoryEntry};
+use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
+use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, ServiceKey, TenantName, VersionName};
 use crate::domain::route::Route;
 use crate::ports::{
-    AuditQuery, Commit, Consistency, HistoryReader, ListQuery, Outbox, OutboxEntry, Probe,
-    RouteReader, RouteWriter, StoredRoute,
+    AuditQuery, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox, OutboxEntry,
+    Probe, RouteReader, RouteWriter, StoredRoute,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -62,6 +64,11 @@ pub const IAM_ACTIONS_WRITE: &[&str] = &[
     "dynamodb:PutItem",
     "dynamodb:Query",
 ];
+
+/// The DynamoDB actions the prober calls: `checked_routes` scans, `health` gets, a
+/// health change without a transition is one conditional `PutItem`, one with a
+/// transition a `TransactWriteItems` of puts (after a `GetItem` of the audit counter).
+pub const IAM_ACTIONS_PROBER: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"];
 
 /// The subset of [`IAM_ACTIONS_WRITE`] the outbox relay alone calls (`pending`,
 /// `mark_published`).
@@ -112,12 +119,13 @@ const TRANSIENT_CODES: &[&str] = &[
     "TransactionInProgressException",
 ];
 
-/// Positions of the items in a commit's transaction (cancellation reasons come in the
-/// same order).
+/// Position of the conditional item (the route, or the health state) in a commit's
+/// transaction; the items that follow it are [`DynamoStore::transact_with_audit`]'s
+/// (cancellation reasons come in the same order).
 const TX_ROUTE: usize = 0;
-const TX_AUDIT: usize = 2;
-const TX_OUTBOX: usize = 3;
-const TX_COUNTER: usize = 4;
+
+/// The condition arguments of "the item does not exist yet".
+const ABSENT: &[(&str, &str)] = &[("#pk", keys::PK)];
 
 /// Stripes of the per-tenant commit turn (see [`DynamoStore::commit`]).
 const COMMIT_STRIPES: usize = 64;
@@ -182,7 +190,10 @@ enum TxFailure {
     Fail(Error),
 }
 
-fn classify_commit_failure(err: SdkError<TransactWriteItemsError>) -> TxFailure {
+/// `lead`: how many items precede the audit entry (then come the outbox entry and the
+/// counter).
+fn classify_commit_failure(err: SdkError<TransactWriteItemsError>, lead: usize) -> TxFailure {
+    let (tx_audit, tx_outbox, tx_counter) = (lead, lead + 1, lead + 2);
     let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = err.as_service_error()
     else {
         return TxFailure::Fail(sdk_error("TransactWriteItems", err));
@@ -209,16 +220,18 @@ fn classify_commit_failure(err: SdkError<TransactWriteItemsError>) -> TxFailure 
     // A moved counter also explains a taken audit sequence number, and a taken outbox id
     // (same tenant, sequence and millisecond); the route and its history were fine.
     let lost_counter = matches!(
-        at(TX_COUNTER),
+        at(tx_counter),
         "ConditionalCheckFailed" | "TransactionConflict"
     );
-    let explained = |i: usize| match i {
-        TX_AUDIT | TX_OUTBOX => matches!(
-            at(i),
-            "None" | "ConditionalCheckFailed" | "TransactionConflict"
-        ),
-        TX_COUNTER => true,
-        _ => at(i) == "None",
+    let explained = |i: usize| {
+        if i == tx_audit || i == tx_outbox {
+            matches!(
+                at(i),
+                "None" | "ConditionalCheckFailed" | "TransactionConflict"
+            )
+        } else {
+            i == tx_counter || at(i) == "None"
+        }
     };
     if lost_counter && (0..codes.len()).all(explained) {
         return TxFailure::CounterMoved;
@@ -462,6 +475,85 @@ impl DynamoStore {
             .build())
     }
 
+    /// Commits `lead` (its first item conditional: its failure is `Conflict`) with the
+    /// event's audit entry, outbox entry and the tenant's audit counter in one
+    /// `TransactWriteItems`, after one `GetItem` of the counter. When only the counter
+    /// moved (another commit of the tenant got in between), it re-reads the counter and
+    /// tries again. Returns the outbox id.
+    async fn transact_with_audit(
+        &self,
+        e: &RouteEvent,
+        lead: Vec<TransactWriteItem>,
+    ) -> Result<String> {
+        let audit_entry = e.audit_entry();
+        let occurred_ms = u64::try_from(e.occurred_at.millis()).unwrap_or(0);
+        let n_lead = lead.len();
+        for attempt in 0..COUNTER_ATTEMPTS {
+            if attempt > 0 {
+                // Jitter, so writers that collided on the counter do not collide again.
+                let ms = fastrand::u64(0..(4u64 << attempt.min(5)));
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            let counter = self.read_counter(&e.tenant).await?;
+            let last = counter.unwrap_or_default();
+            let next = Counter {
+                seq: last.seq + 1,
+                // Never behind the tenant's previous commit, so the outbox (ordered by this
+                // time first) keeps each tenant's commit order even if clocks disagree.
+                last_ms: occurred_ms.max(last.last_ms),
+            };
+            let outbox_id = keys::outbox_sk(next.last_ms, &e.tenant, next.seq);
+            let counter_put = match counter {
+                None => self.put(
+                    codec::counter_item(&e.tenant, next),
+                    "attribute_not_exists(#pk)",
+                    ABSENT,
+                    None,
+                )?,
+                Some(_) => self.put(
+                    codec::counter_item(&e.tenant, next),
+                    "#seq = :seq",
+                    &[("#seq", codec::SEQ)],
+                    Some((":seq", last.seq)),
+                )?,
+            };
+            let mut items = lead.clone();
+            items.extend([
+                self.put(
+                    codec::audit_item(&e.tenant, next.seq, &audit_entry)?,
+                    "attribute_not_exists(#pk)",
+                    ABSENT,
+                    None,
+                )?,
+                self.put(
+                    codec::outbox_item(&outbox_id, e)?,
+                    "attribute_not_exists(#pk)",
+                    ABSENT,
+                    None,
+                )?,
+                counter_put,
+            ]);
+            // A fresh token per transaction: the SDK's own retries of this request reuse
+            // it, so a retry after a lost response succeeds instead of conflicting with
+            // its own first attempt.
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .client_request_token(uuid::Uuid::new_v4().to_string())
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(outbox_id),
+                Err(err) => match classify_commit_failure(err, n_lead) {
+                    TxFailure::CounterMoved => continue,
+                    TxFailure::Fail(err) => return Err(err),
+                },
+            }
+        }
+        Err(Error::Conflict)
+    }
+
     /// Deletes one batch of outbox keys, retrying what DynamoDB leaves unprocessed.
     async fn delete_batch(&self, ids: &[&String]) -> Result<()> {
         let mut requests = ids
@@ -503,9 +595,9 @@ impl DynamoStore {
 
 #[async_trait]
 impl RouteReader for DynamoStore {
-    /// One `GetItem` on the route item.
+    /// Two `GetItem`s at once: the route item and its health item.
     async fn get(&self, key: &RouteKey, read: Consistency) -> Result<Option<StoredRoute>> {
-        let out = self
+        let route = self
             .client
             .get_item()
             .table_name(&self.table)
@@ -514,23 +606,90 @@ impl RouteReader for DynamoStore {
                 keys::route_sk(key),
             )))
             .consistent_read(read == Consistency::Strong)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
+            .send();
+        let (route, health) = tokio::join!(route, self.read_health(key, read));
+        let out = route.map_err(|e| sdk_error("GetItem", e))?;
         let Some(item) = out.item() else {
             return Ok(None);
         };
-        let (found, stored) = codec::decode_route(item)?;
+        let (found, mut stored) = codec::decode_route(item)?;
         if &found != key {
             return Err(Error::Internal(format!(
                 "dynamodb: GetItem for {key} returned {found}"
             )));
         }
+        stored.health = health?;
         Ok(Some(stored))
     }
 
-    /// One `Query` on the tenant partition: `begins_with(sk, "ROUTE#{s}#{e}#")`.
+    /// Two `Query`s at once on the tenant partition: `begins_with(sk, "ROUTE#{s}#{e}#")`
+    /// and `begins_with(sk, "HEALTH#{s}#{e}#")`.
     async fn versions(
+        &self,
+        svc: &ServiceKey,
+        read: Consistency,
+    ) -> Result<Vec<(VersionName, StoredRoute)>> {
+        let (routes, health) = tokio::join!(
+            self.route_versions(svc, read),
+            self.health_versions(svc, read)
+        );
+        let (mut routes, mut health) = (routes?, health?);
+        for (version, stored) in &mut routes {
+            stored.health = health.remove(version.as_str());
+        }
+        Ok(routes)
+    }
+}
+
+impl DynamoStore {
+    /// One key's health item.
+    async fn read_health(&self, key: &RouteKey, read: Consistency) -> Result<Option<RouteHealth>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::key(
+                keys::tenant_pk(&key.svc.tenant),
+                keys::health_sk(key),
+            )))
+            .consistent_read(read == Consistency::Strong)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item().map(codec::decode_health).transpose()
+    }
+
+    /// The health items of one `(tenant, service, env)`, by version.
+    async fn health_versions(
+        &self,
+        svc: &ServiceKey,
+        read: Consistency,
+    ) -> Result<std::collections::HashMap<String, RouteHealth>> {
+        let query = self
+            .query()
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#sk", keys::SK)
+            .expression_attribute_values(":pk", codec::s(keys::tenant_pk(&svc.tenant)))
+            .expression_attribute_values(":prefix", codec::s(keys::health_prefix(svc)))
+            .consistent_read(read == Consistency::Strong);
+        let mut out = std::collections::HashMap::new();
+        self.query_pages("Query", query, |item| {
+            let sk = item.get(keys::SK).and_then(|v| v.as_s().ok());
+            let version = sk
+                .and_then(|sk| keys::parse_health_version(sk))
+                .ok_or_else(|| {
+                    Error::Internal(format!("dynamodb: health item with a bad key: {sk:?}"))
+                })?;
+            out.insert(version.to_owned(), codec::decode_health(item)?);
+            Ok(true)
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// The route items of one `(tenant, service, env)`.
+    async fn route_versions(
         &self,
         svc: &ServiceKey,
         read: Consistency,
@@ -561,6 +720,89 @@ impl RouteReader for DynamoStore {
 }
 
 #[async_trait]
+impl HealthStore for DynamoStore {
+    /// A `Scan` of the table for route items with the `hc` attribute (filtered on the
+    /// server), page after page. Its cost grows with the table, not with the checked
+    /// routes: the prober calls it once per refresh (docs/health.md), not per probe.
+    async fn checked_routes(&self) -> Result<Vec<Route>> {
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("attribute_exists(#hc) AND attribute_exists(#doc)")
+            .expression_attribute_names("#hc", codec::CHECKED)
+            .expression_attribute_names("#doc", codec::DOC);
+        let mut start: Option<Item> = None;
+        let mut out = Vec::new();
+        loop {
+            let page = scan
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Scan", e))?;
+            for item in page.items() {
+                let (_, stored) = codec::decode_route(item)?;
+                out.extend(stored.route.filter(|r| r.health_check.is_some()));
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn health(&self, key: &RouteKey) -> Result<Option<RouteHealth>> {
+        self.read_health(key, Consistency::Strong).await
+    }
+
+    /// Without an event, one `PutItem` conditional on the stored `seq`; with one, the
+    /// same put in a `TransactWriteItems` with the audit entry, the outbox entry and the
+    /// tenant's audit counter (as a route commit).
+    async fn save_health(
+        &self,
+        key: &RouteKey,
+        expected: Option<u64>,
+        health: &RouteHealth,
+        event: Option<&RouteEvent>,
+    ) -> Result<Option<String>> {
+        let item = codec::health_item(key, health)?;
+        let (cond, names, value): (&str, &[(&str, &str)], _) = match expected {
+            None => ("attribute_not_exists(#pk)", ABSENT, None),
+            Some(seq) => ("#seq = :seq", &[("#seq", codec::SEQ)], Some((":seq", seq))),
+        };
+        let Some(e) = event else {
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(cond);
+            for (k, v) in names {
+                put = put.expression_attribute_names(*k, *v);
+            }
+            if let Some((k, v)) = value {
+                put = put.expression_attribute_values(k, codec::n(v));
+            }
+            return match put.send().await {
+                Ok(_) => Ok(None),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Err(Error::Conflict)
+                }
+                Err(err) => Err(sdk_error("PutItem", err)),
+            };
+        };
+        let _turn = self.turns[stripe(&e.tenant)].lock().await;
+        let lead = vec![self.put(item, cond, names, value)?];
+        self.transact_with_audit(e, lead).await.map(Some)
+    }
+}
+
+#[async_trait]
 impl RouteWriter for DynamoStore {
     /// One `GetItem` (the tenant's audit counter, strongly consistent), then one
     /// `TransactWriteItems` of five puts. When only the counter moved (another commit of
@@ -571,79 +813,16 @@ impl RouteWriter for DynamoStore {
         let key = e.key();
         let route = codec::route_item(&key, e.revision, e.route.as_ref())?;
         let history = codec::history_item(&key, &e.history_entry())?;
-        let audit_entry = e.audit_entry();
-        let occurred_ms = u64::try_from(e.occurred_at.millis()).unwrap_or(0);
         let (route_cond, route_names, route_value): (&str, &[(&str, &str)], _) =
             match c.expected_revision {
                 None => ("attribute_not_exists(#pk)", &[("#pk", keys::PK)], None),
                 Some(r) => ("#rev = :rev", &[("#rev", codec::REV)], Some((":rev", r))),
             };
-        let absent: &[(&str, &str)] = &[("#pk", keys::PK)];
-        for attempt in 0..COUNTER_ATTEMPTS {
-            if attempt > 0 {
-                // Jitter, so writers that collided on the counter do not collide again.
-                let ms = fastrand::u64(0..(4u64 << attempt.min(5)));
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            let counter = self.read_counter(&e.tenant).await?;
-            let last = counter.unwrap_or_default();
-            let next = Counter {
-                seq: last.seq + 1,
-                // Never behind the tenant's previous commit, so the outbox (ordered by this
-                // time first) keeps each tenant's commit order even if clocks disagree.
-                last_ms: occurred_ms.max(last.last_ms),
-            };
-            let outbox_id = keys::outbox_sk(next.last_ms, &e.tenant, next.seq);
-            let counter_put = match counter {
-                None => self.put(
-                    codec::counter_item(&e.tenant, next),
-                    "attribute_not_exists(#pk)",
-                    absent,
-                    None,
-                )?,
-                Some(_) => self.put(
-                    codec::counter_item(&e.tenant, next),
-                    "#seq = :seq",
-                    &[("#seq", codec::SEQ)],
-                    Some((":seq", last.seq)),
-                )?,
-            };
-            let items = vec![
-                self.put(route.clone(), route_cond, route_names, route_value)?,
-                self.put(history.clone(), "attribute_not_exists(#pk)", absent, None)?,
-                self.put(
-                    codec::audit_item(&e.tenant, next.seq, &audit_entry)?,
-                    "attribute_not_exists(#pk)",
-                    absent,
-                    None,
-                )?,
-                self.put(
-                    codec::outbox_item(&outbox_id, e)?,
-                    "attribute_not_exists(#pk)",
-                    absent,
-                    None,
-                )?,
-                counter_put,
-            ];
-            // A fresh token per transaction: the SDK's own retries of this request reuse
-            // it, so a retry after a lost response succeeds instead of conflicting with
-            // its own first attempt.
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .client_request_token(uuid::Uuid::new_v4().to_string())
-                .send()
-                .await;
-            match sent {
-                Ok(_) => return Ok(outbox_id),
-                Err(err) => match classify_commit_failure(err) {
-                    TxFailure::CounterMoved => continue,
-                    TxFailure::Fail(err) => return Err(err),
-                },
-            }
-        }
-        Err(Error::Conflict)
+        let lead = vec![
+            self.put(route, route_cond, route_names, route_value)?,
+            self.put(history, "attribute_not_exists(#pk)", ABSENT, None)?,
+        ];
+        self.transact_with_audit(e, lead).await
     }
 
     /// One `Query` on the tenant partition, `sk BETWEEN` the position after `after` and
