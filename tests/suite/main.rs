@@ -10,5 +10,9 @@ mod faults;
 mod kafka;
 #[cfg(feature = "redis")]
 mod redis_cache;
+#[cfg(feature = "redis")]
+mod redis_ratelimit;
 #[cfg(all(feature = "dynamodb", feature = "redis", feature = "kafka"))]
 mod template;
+#[cfg(feature = "kafka")]
+mod template_deploy;

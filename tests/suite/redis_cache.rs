@@ -558,8 +558,11 @@ async fn a_real_write_sets_a_week_long_ttl_and_a_negative_one_never_shortens_it(
     let unknown_hash = scratch.key(&unknown.svc);
     cache.apply(&unknown, &negative()).await.unwrap();
     assert!(
-        near(ttl_secs(SHARED_PORT, &unknown_hash), short),
-        "a key of negative entries only lives briefly"
+        near(
+            ttl_secs(SHARED_PORT, &cache.negative_key_of(&unknown)),
+            short
+        ),
+        "a negative entry only lives briefly"
     );
     let empty = ServiceKey::parse("acme", "no-versions", "prod").unwrap();
     cache.fill(&empty, &[]).await.unwrap();
@@ -572,6 +575,54 @@ async fn a_real_write_sets_a_week_long_ttl_and_a_negative_one_never_shortens_it(
         near(ttl_secs(SHARED_PORT, &unknown_hash), week),
         "until a real revision arrives"
     );
+}
+
+#[tokio::test]
+async fn no_field_in_a_live_hash_outlives_its_own_short_ttl() {
+    // GIVEN a service with a real route, whose hash lives a week
+    let scratch = Scratch::new();
+    let cache = scratch.cache().await;
+    let short = NEGATIVE_KEY_TTL.as_secs() as i64;
+    let real = route_key("checkout", "1.0.0");
+    let hash = scratch.key(&real.svc);
+    cache.apply(&real, &live(&real, 1)).await.unwrap();
+
+    // WHEN a client looks up a hundred versions that do not exist
+    let made_up: Vec<RouteKey> = (0..100)
+        .map(|n| route_key("checkout", &format!("9.9.{n}")))
+        .collect();
+    for key in &made_up {
+        assert!(cache.apply(key, &negative()).await.unwrap());
+    }
+
+    // THEN the week-long hash holds only the real route, and every negative entry is a
+    // key of its own that expires within the short TTL (and still answers as a hit)
+    assert_eq!(cli(SHARED_PORT, &["HLEN", &hash]), "1");
+    for key in &made_up {
+        let ttl = ttl_secs(SHARED_PORT, &cache.negative_key_of(key));
+        assert!(ttl > 0 && ttl <= short, "{key}: ttl {ttl}");
+        assert_eq!(cache.get(key).await.unwrap(), Some(negative()));
+    }
+    // AND a create replaces the negative key instead of leaving it to expire
+    let created = &made_up[0];
+    cache.apply(created, &live(created, 1)).await.unwrap();
+    assert_eq!(
+        ttl_secs(SHARED_PORT, &cache.negative_key_of(created)),
+        -2,
+        "gone"
+    );
+    assert_eq!(rev_of(&cache, created).await, Some(1));
+
+    // AND a negative field an older layout left in the hash is swept by the next fill
+    cli(
+        SHARED_PORT,
+        &["HSET", &hash, "0.0.1", r#"{"rev":0,"route":null}"#],
+    );
+    cache
+        .fill(&real.svc, &[(real.version.clone(), live(&real, 1))])
+        .await
+        .unwrap();
+    assert_eq!(cli(SHARED_PORT, &["HEXISTS", &hash, "0.0.1"]), "0");
 }
 
 #[tokio::test]

@@ -66,12 +66,7 @@ const FUNCTIONS: [FunctionSpec; 5] = [
 ];
 
 /// Variables `Config` reads that only tm-local uses (no Lambda may be given them).
-const LOCAL_ONLY_ENV: [&str; 4] = [
-    "TM_JWT_SECRET",
-    "TM_KAFKA_GROUP",
-    "TM_RATE_LIMIT_RPS",
-    "TM_RATE_LIMIT_BURST",
-];
+const LOCAL_ONLY_ENV: [&str; 2] = ["TM_JWT_SECRET", "TM_KAFKA_GROUP"];
 
 /// The action prefixes compared. What SAM adds by itself (logs, X-Ray, VPC networking,
 /// the MSK execution role's `kafka:` actions) is not the adapters' business.

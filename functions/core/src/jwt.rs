@@ -33,7 +33,8 @@ pub fn mint(secret: &[u8], claims: &Map<String, Value>) -> String {
 }
 
 /// Verifies an HS256 token at time `now` (seconds since the epoch) and returns its claims.
-/// Every failure is 401 with a message that does not echo the token.
+/// Every failure is 401 with a message that does not echo the token; a header or payload
+/// that repeats a key, or an `nbf` that is not an integer, is such a failure.
 pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Map<String, Value>, Error> {
     let unauthorized = |why: &str| Error::Unauthorized(why.to_owned());
     let mut parts = token.split('.');
@@ -45,7 +46,7 @@ pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Map<String, Value>
     let header: Value = B64
         .decode(h)
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| crate::strict_json::from_slice(&b).ok())
         .ok_or_else(|| unauthorized("malformed token header"))?;
     if header.get("alg").and_then(Value::as_str) != Some("HS256") {
         return Err(unauthorized("token algorithm not accepted"));
@@ -62,7 +63,11 @@ pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Map<String, Value>
     let claims: Map<String, Value> = B64
         .decode(p)
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| crate::strict_json::from_slice(&b).ok())
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
         .ok_or_else(|| unauthorized("malformed token payload"))?;
     let exp = claims
         .get("exp")
@@ -71,10 +76,15 @@ pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Map<String, Value>
     if now > exp.saturating_add(LEEWAY_SECS) {
         return Err(unauthorized("token expired"));
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64)
-        && now.saturating_add(LEEWAY_SECS) < nbf
-    {
-        return Err(unauthorized("token not yet valid"));
+    // `nbf` is optional, but when present it must be an integer: a string or a fraction
+    // is not "no restriction".
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = nbf
+            .as_i64()
+            .ok_or_else(|| unauthorized("token nbf is not an integer"))?;
+        if now.saturating_add(LEEWAY_SECS) < nbf {
+            return Err(unauthorized("token not yet valid"));
+        }
     }
     Ok(claims)
 }
@@ -140,6 +150,49 @@ mod tests {
         let mut c = claims(0);
         c.remove("exp");
         assert!(verify(b"s", &mint(b"s", &c), 0).is_err());
+    }
+
+    /// A token signed over exactly these header and payload texts.
+    fn signed(secret: &[u8], header: &str, payload: &str) -> String {
+        let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+        let mut m = signer(secret);
+        m.update(input.as_bytes());
+        format!("{input}.{}", B64.encode(m.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn a_header_or_payload_with_a_repeated_key_is_401_even_when_signed() {
+        let ok_header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let ok_payload = r#"{"sub":"u","exp":2000}"#;
+        assert!(verify(b"s", &signed(b"s", ok_header, ok_payload), 1000).is_ok());
+        let dup_header = r#"{"alg":"none","alg":"HS256"}"#;
+        let dup_payload = r#"{"sub":"u","tm_tenants":"a","tm_tenants":"*","exp":2000}"#;
+        for token in [
+            signed(b"s", dup_header, ok_payload),
+            signed(b"s", ok_header, dup_payload),
+        ] {
+            assert!(matches!(
+                verify(b"s", &token, 1000),
+                Err(Error::Unauthorized(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn an_nbf_that_is_not_an_integer_is_401() {
+        let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        for nbf in [r#""0""#, "1.5", "null", "[]", "true"] {
+            let payload = format!(r#"{{"sub":"u","exp":2000,"nbf":{nbf}}}"#);
+            assert!(
+                matches!(
+                    verify(b"s", &signed(b"s", header, &payload), 1000),
+                    Err(Error::Unauthorized(_))
+                ),
+                "nbf {nbf}"
+            );
+        }
+        let payload = r#"{"sub":"u","exp":2000,"nbf":900}"#;
+        assert!(verify(b"s", &signed(b"s", header, payload), 1000).is_ok());
     }
 
     #[test]

@@ -14,8 +14,12 @@
 //! - [`breaker`]: the per-instance circuit breaker.
 //! - [`api`]: the HTTP contract: route table, error bodies, correlation ids, auth claims.
 //! - [`apigw`]: reading API Gateway v2 requests (claims from the authorizer context).
+//! - [`throttle`]: per-tenant rate limits in front of the resolve and write handlers
+//!   (429 `throttled`), on a shared [`ports::TenantLimiter`].
 //! - [`config`]: `Config::from_env`, parsed once per cold start.
 //! - [`cursor`]: opaque, tamper-evident pagination cursors.
+//! - [`strict_json`]: JSON parsing that refuses duplicate object keys (request bodies,
+//!   token headers and payloads).
 //! - [`jwt`]: HS256 tokens, used by `tm-local` to play API Gateway's JWT authorizer.
 //! - [`error`]: the one error enum.
 //! - [`wiring`]: the guarded production store and cache, built from config at start-up.
@@ -38,6 +42,8 @@ pub mod metrics;
 pub mod ports;
 pub mod services;
 pub mod singleflight;
+pub mod strict_json;
+pub mod throttle;
 pub mod wiring;
 
 pub use error::{Error, Result};

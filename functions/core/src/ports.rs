@@ -2,6 +2,7 @@
 //! an embedded adapter (`adapters`) and a production adapter (DynamoDB, Redis, Kafka).
 
 use crate::Result;
+use crate::config::RateLimit;
 use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent};
 use crate::domain::health::{self, RouteHealth};
 use crate::domain::names::{EnvName, RouteKey, ServiceKey, ServiceName, TenantName, VersionName};
@@ -74,6 +75,20 @@ pub struct AuditQuery {
     pub before_seq: Option<u64>,
     /// Most items to return.
     pub limit: usize,
+    /// Most entries to examine, matching or not: a filter that matches rarely must not
+    /// make one request read a tenant's whole log. At least `limit`.
+    pub max_scan: usize,
+}
+
+/// What one audit read found.
+#[derive(Clone, Debug, Default)]
+pub struct AuditPage {
+    /// Matching entries, newest first, with their sequence numbers.
+    pub items: Vec<(u64, AuditEntry)>,
+    /// Set when the read examined `max_scan` entries before finding `limit` matches or
+    /// reaching the end: the sequence number of the last entry examined, below which the
+    /// next read continues.
+    pub stopped_at: Option<u64>,
 }
 
 /// Reads routes. Held by resolve (eventual) and write (strong).
@@ -110,8 +125,9 @@ pub trait HistoryReader: Send + Sync {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<HistoryEntry>>;
-    /// A tenant's changes, newest first (commit order), with their sequence numbers.
-    async fn audit(&self, query: &AuditQuery) -> Result<Vec<(u64, AuditEntry)>>;
+    /// A tenant's changes, newest first (commit order), with their sequence numbers,
+    /// examining at most `query.max_scan` entries.
+    async fn audit(&self, query: &AuditQuery) -> Result<AuditPage>;
 }
 
 /// A committed event waiting to be published.
@@ -248,6 +264,28 @@ pub trait Probe: Send + Sync {
     fn name(&self) -> &'static str;
     /// `Ok` when the backend answers.
     async fn ping(&self) -> Result<()>;
+}
+
+/// A rate limiter's answer for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Within the tenant's rate: go on.
+    Allowed,
+    /// Over it: answer 429 `throttled` with this `Retry-After` (at least 1).
+    Throttled {
+        /// Whole seconds until a token is back.
+        retry_after_secs: u64,
+    },
+}
+
+/// Per-tenant token buckets shared by every instance (Redis in AWS). Held by the resolve
+/// and write functions' throttle ([`crate::throttle`]).
+#[async_trait]
+pub trait TenantLimiter: Send + Sync {
+    /// Takes one token from `tenant`'s bucket of class `class` (each function keeps its
+    /// own), which refills at `limit.rps` up to `limit.burst`. `Err` when the backend
+    /// cannot answer.
+    async fn admit(&self, class: &str, tenant: &TenantName, limit: RateLimit) -> Result<Admission>;
 }
 
 /// A record the consumer can never apply, with why.

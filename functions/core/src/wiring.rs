@@ -29,6 +29,15 @@ pub async fn dynamodb_store(
     )))
 }
 
+/// The resolve path's view of a guarded backend: the same client behind the read-path
+/// deadlines ([`Limits::STORE_READS`], [`Limits::CACHE_READS`]) and the same breaker, so
+/// a hung backend costs a resolve a fraction of a second, while writes and the event
+/// consumer keep their longer deadlines.
+#[cfg(any(feature = "dynamodb", feature = "redis"))]
+pub fn read_path<T: ?Sized>(backend: &Guarded<T>, limits: Limits) -> Arc<Guarded<T>> {
+    Arc::new(backend.sibling(limits))
+}
+
 /// The Redis shared cache at `TM_REDIS_URL` (prefix `TM_REDIS_PREFIX`), guarded.
 #[cfg(feature = "redis")]
 pub async fn redis_cache(

@@ -7,7 +7,9 @@
 //!
 //! A retryable failure stops its chain at the failed record; the partition is reported
 //! in `batchItemFailures` at the lowest failed offset, so the trigger redelivers from
-//! there. Records of other keys after that offset may already be applied: redelivery finds
+//! there. The partition is named as the event names it, `"<topic>-<partition>"` (the key
+//! of the event's `records` map), which is what the Kafka event source mapping and AWS
+//! Powertools expect; a bare number is not recognised and the whole batch is retried. Records of other keys after that offset may already be applied: redelivery finds
 //! them in the cache and skips them (apply-if-newer), so nothing is applied twice or out
 //! of order per key. A poison record goes to the dead-letter port and its chain keeps
 //! flowing.
@@ -26,8 +28,8 @@ use tm_core::services::consume::{Consumer, Outcome};
 /// The failed record's position, as the Kafka event source mapping expects it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemIdentifier {
-    /// Partition.
-    pub partition: i64,
+    /// The partition as `"<topic>-<partition>"`, e.g. `"route-events-0"`.
+    pub partition: String,
     /// Offset of the first record to redeliver.
     pub offset: i64,
 }
@@ -66,25 +68,28 @@ pub const CHAIN_CONCURRENCY: usize = 64;
 
 /// The records of one event key in one partition, in offset order.
 struct Chain {
-    partition: i64,
+    /// `"<topic>-<partition>"`, the key the records came under.
+    partition: String,
     records: Vec<KafkaRecord>,
 }
 
 /// What one chain did: its counts and, if it stopped, the offset it stopped at.
 struct ChainResult {
-    partition: i64,
+    partition: String,
     stats: BatchStats,
     failed_at: Option<i64>,
 }
 
 /// Splits a batch into chains, ordered by partition, then by first offset.
 fn chains(event: KafkaEvent) -> Vec<Chain> {
-    let mut by_key: BTreeMap<(i64, Option<String>), Vec<KafkaRecord>> = BTreeMap::new();
-    for record in event.records.into_values().flatten() {
-        by_key
-            .entry((record.partition, record.key.clone()))
-            .or_default()
-            .push(record);
+    let mut by_key: BTreeMap<(String, Option<String>), Vec<KafkaRecord>> = BTreeMap::new();
+    for (partition, records) in event.records {
+        for record in records {
+            by_key
+                .entry((partition.clone(), record.key.clone()))
+                .or_default()
+                .push(record);
+        }
     }
     let mut chains: Vec<Chain> = by_key
         .into_iter()
@@ -93,7 +98,9 @@ fn chains(event: KafkaEvent) -> Vec<Chain> {
             Chain { partition, records }
         })
         .collect();
-    chains.sort_by_key(|c| (c.partition, c.records[0].offset));
+    chains.sort_by(|a, b| {
+        (&a.partition, a.records[0].offset).cmp(&(&b.partition, b.records[0].offset))
+    });
     chains
 }
 
@@ -141,7 +148,7 @@ impl ConsumerHandler {
             .collect()
             .await;
         let mut stats = BatchStats::default();
-        let mut failed: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut failed: BTreeMap<String, i64> = BTreeMap::new();
         for r in results {
             stats.applied += r.stats.applied;
             stats.skipped += r.stats.skipped;

@@ -90,8 +90,8 @@ async fn a_cache_outage_reports_the_first_record_of_each_partition_for_redeliver
     assert_eq!(
         json,
         serde_json::json!({"batchItemFailures": [
-            {"itemIdentifier": {"partition": 0, "offset": 10}},
-            {"itemIdentifier": {"partition": 1, "offset": 7}}
+            {"itemIdentifier": {"partition": "route-events-0", "offset": 10}},
+            {"itemIdentifier": {"partition": "route-events-1", "offset": 7}}
         ]})
     );
 }
@@ -179,7 +179,7 @@ async fn a_failure_stops_only_its_own_key_and_redelivery_completes_in_order() {
     let (resp, stats) = h.handle(batch_of(records.clone())).await;
     assert_eq!(
         serde_json::to_value(&resp).unwrap(),
-        serde_json::json!({"batchItemFailures": [{"itemIdentifier": {"partition": 0, "offset": 3}}]})
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": {"partition": "route-events-0", "offset": 3}}]})
     );
     assert_eq!((stats.applied, stats.failed_partitions), (4, 1));
     let billing = RouteKey::parse("acme", "billing", "prod", "2.3.1").unwrap();

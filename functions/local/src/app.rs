@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tm_core::adapters::dynamodb::DynamoStore;
 use tm_core::adapters::embedded_store::EmbeddedStore;
 use tm_core::adapters::file_dead_letters::FileDeadLetters;
+use tm_core::adapters::guarded::Limits;
 use tm_core::adapters::http_probe::HyperProbe;
 use tm_core::adapters::kafka::dead_letters::KafkaDeadLetters;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
@@ -20,7 +21,7 @@ use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
 use tm_core::adapters::memory_cache::MemoryCache;
 use tm_core::config::{Config, Secret};
 use tm_core::cursor::CursorKey;
-use tm_core::ports::{Cache, DeadLetters, EventPublisher, Probe, Store};
+use tm_core::ports::{Cache, DeadLetters, EventPublisher, Probe, RouteReader, SharedCache, Store};
 use tm_core::services::consume::Consumer;
 use tm_core::services::prober::{Prober, ProberSettings};
 use tm_core::services::relay::Relay;
@@ -86,13 +87,18 @@ fn cursor_key(config: &Config, jwt_secret: &Secret) -> CursorKey {
     }
 }
 
-async fn store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+/// The store, and the resolve path's view of it (fail-fast deadlines when guarded).
+async fn store(
+    config: &Config,
+    data_dir: &Path,
+) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn RouteReader>)> {
     if let Some(table) = &config.table_name {
         let store = tm_core::wiring::dynamodb_store(config)
             .await
             .map_err(anyhow::Error::msg)?;
         tracing::info!(table = %table, "store: DynamoDB");
-        return Ok(store);
+        let reads = tm_core::wiring::read_path(&store, Limits::STORE_READS);
+        return Ok((store, reads));
     }
     let db_path = data_dir.join("tm.redb");
     let store = EmbeddedStore::open(&db_path)
@@ -104,19 +110,23 @@ async fn store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Store
             )
         })?;
     tracing::info!(path = %db_path.display(), "store: embedded");
-    Ok(Arc::new(store))
+    let store = Arc::new(store);
+    Ok((store.clone(), store))
 }
 
-async fn cache(config: &Config) -> anyhow::Result<Arc<dyn Cache>> {
+/// The shared cache, and the resolve path's view of it (fail-fast deadlines when guarded).
+async fn cache(config: &Config) -> anyhow::Result<(Arc<dyn Cache>, Arc<dyn SharedCache>)> {
     if config.redis_url.is_some() {
         let cache = tm_core::wiring::redis_cache(config)
             .await
             .map_err(anyhow::Error::msg)?;
         tracing::info!(prefix = %config.redis_prefix, "shared cache: Redis");
-        return Ok(cache);
+        let reads = tm_core::wiring::read_path(&cache, Limits::CACHE_READS);
+        return Ok((cache, reads));
     }
     tracing::info!("shared cache: in process");
-    Ok(Arc::new(MemoryCache::new()))
+    let cache = Arc::new(MemoryCache::new());
+    Ok((cache.clone(), cache))
 }
 
 impl App {
@@ -133,8 +143,8 @@ impl App {
                 "TM_JWT_SECRET is unset: tokens are signed with the generated secret kept in secret_file; `tm-local token` uses it too"
             );
         }
-        let store = store(&config, data_dir).await?;
-        let cache = cache(&config).await?;
+        let (store, store_reads) = store(&config, data_dir).await?;
+        let (cache, cache_reads) = cache(&config).await?;
         let cluster = match KafkaCluster::from_config(&config).await {
             Some(c) => Some(
                 c.map_err(core_err)
@@ -196,7 +206,7 @@ impl App {
             AfterCommit::Wake(relay.clone()),
             cursor_key(&config, &jwt_secret),
         );
-        let resolver = Resolver::new(store.clone(), cache.clone(), config.l1_ttl);
+        let resolver = Resolver::new(store_reads, cache_reads, config.l1_ttl);
         let probes: Vec<Arc<dyn Probe>> = vec![store, cache];
         tracing::info!(
             l1_ttl_ms = config.l1_ttl.as_millis() as u64,

@@ -17,9 +17,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
     ApiGatewayV2httpRequestContext,
@@ -58,32 +55,19 @@ pub async fn serve(mut app: App, listen: &str) -> anyhow::Result<()> {
     println!("tm-local listening on http://{addr}");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let (app, tokens) = (app.clone(), tokens.clone());
-                let conn = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(move |req| handle(app.clone(), tokens.clone(), req)));
-                let watched = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
+    // Timeouts, the connection cap and the contract's body on hyper's own errors:
+    // crate::server.
+    crate::server::accept_until(
+        &listener,
+        crate::server::Limits::default(),
+        &graceful,
+        || {
+            let (app, tokens) = (app.clone(), tokens.clone());
+            move |req| handle(app.clone(), tokens.clone(), req)
+        },
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("shutting down: finishing in-flight requests");
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
@@ -372,13 +356,21 @@ async fn dispatch(
     }
     let claims = verified.map(|v| v.claims.clone());
     let (mut parts, body) = req.into_parts();
-    let bytes = match read_limited(body).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::debug!(error = %e, "client body ended early");
-            return error(&Error::invalid("body", "could not be read"), cid, path);
-        }
-    };
+    let bytes =
+        match tokio::time::timeout(crate::server::BODY_READ_TIMEOUT, read_limited(body)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "client body ended early");
+                return error(&Error::invalid("body", "could not be read"), cid, path);
+            }
+            Err(_) => {
+                let why = format!(
+                    "not received within {} s",
+                    crate::server::BODY_READ_TIMEOUT.as_secs()
+                );
+                return error(&Error::invalid("body", why), cid, path);
+            }
+        };
     // The function sees the same correlation id this gateway answers with.
     if let Ok(v) = HeaderValue::from_str(cid) {
         parts.headers.insert(api::CORRELATION_HEADER, v);

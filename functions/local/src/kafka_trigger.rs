@@ -136,22 +136,26 @@ impl KafkaTrigger {
 
     /// Resumes the partitions whose backoff is over, from the record that failed. The seek
     /// is repeated on purpose: records that arrived while the partition was held were
-    /// dropped, and must come again even if a rebalance reset the position meanwhile.
+    /// dropped, and must come again even if a rebalance reset the position meanwhile. A
+    /// partition whose seek fails stays held (paused) and is tried again after the next
+    /// backoff: resuming it would fetch from wherever its position is, past records that
+    /// were dropped while it was held, and commit past them.
     async fn release_due(&self, partitions: &mut BTreeMap<i32, PartitionState>) {
         let now = Instant::now();
         for (&p, state) in partitions.iter_mut() {
             if state.held_until.is_none_or(|t| t > now) {
                 continue;
             }
-            state.held_until = None;
-            if let Some(offset) = state.next
-                && let Err(e) = self.consumer.rewind(p, offset).await
-            {
-                // Not ours any more: its next owner starts from the committed offset,
-                // which is the failed record.
-                tracing::info!(partition = p, offset, error = %e, "could not seek a held partition");
+            let seek = match state.next {
+                Some(offset) => self.consumer.rewind(p, offset).await,
+                None => Ok(()),
+            };
+            if let Err(e) = &seek {
+                tracing::warn!(partition = p, offset = state.next, error = %e, "could not seek a held partition; it stays held");
             }
-            if let Err(e) = self.consumer.resume(p) {
+            if release(state, seek.is_ok(), now, self.retry_backoff)
+                && let Err(e) = self.consumer.resume(p)
+            {
                 tracing::warn!(partition = p, error = %e, "could not resume a held partition");
             }
         }
@@ -186,10 +190,18 @@ impl KafkaTrigger {
             }
         };
         let (response, _stats) = self.handler.handle(event).await;
+        let topic = self.consumer.topic();
         let failed: HashMap<i32, i64> = response
             .batch_item_failures
             .iter()
-            .map(|f| (f.item_identifier.partition as i32, f.item_identifier.offset))
+            .filter_map(|f| {
+                let id = &f.item_identifier;
+                let partition = partition_number(&id.partition, topic);
+                if partition.is_none() {
+                    tracing::error!(partition = %id.partition, "batch item failure names no partition of this topic");
+                }
+                partition.map(|p| (p, id.offset))
+            })
             .collect();
         let mut commits = Vec::new();
         for (partition, last) in last_offsets(&batch) {
@@ -238,12 +250,32 @@ impl KafkaTrigger {
     }
 }
 
+/// Settles a held partition whose backoff is over, once its seek was tried: released
+/// (`true`: resume it) when the seek worked, else held for another, longer backoff.
+fn release(state: &mut PartitionState, seeked: bool, now: Instant, base: Duration) -> bool {
+    if seeked {
+        state.held_until = None;
+        return true;
+    }
+    let backoff = state
+        .backoff
+        .map_or(base, |b| (b * 2).min(MAX_RETRY_BACKOFF));
+    state.backoff = Some(backoff);
+    state.held_until = Some(now + backoff);
+    false
+}
+
 /// Sleeps until `at`, or forever without one.
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
+}
+
+/// The partition number in a `"<topic>-<partition>"` item identifier of `topic`.
+fn partition_number(id: &str, topic: &str) -> Option<i32> {
+    id.strip_prefix(topic)?.strip_prefix('-')?.parse().ok()
 }
 
 /// Each partition of the batch with its highest offset.
@@ -335,6 +367,41 @@ mod tests {
         assert_eq!(p1[0].timestamp_type.as_deref(), Some("CREATE_TIME"));
         let p0 = &event.records["route-events-0"];
         assert_eq!((p0.len(), p0[0].value.as_deref()), (1, None));
+    }
+
+    #[test]
+    fn a_batch_item_failure_names_its_partition_as_topic_dash_number() {
+        assert_eq!(
+            partition_number("route-events-12", "route-events"),
+            Some(12)
+        );
+        assert_eq!(partition_number("route-events-0", "route-events"), Some(0));
+        assert_eq!(partition_number("other-1", "route-events"), None);
+        assert_eq!(partition_number("route-events", "route-events"), None);
+    }
+
+    #[test]
+    fn a_held_partition_whose_seek_fails_stays_held_and_skips_nothing() {
+        // GIVEN a partition held at offset 7 after a failed record
+        let now = Instant::now();
+        let base = Duration::from_millis(500);
+        let mut state = PartitionState {
+            next: Some(7),
+            held_until: Some(now),
+            backoff: Some(base),
+        };
+        // WHEN its backoff is over but the seek back to 7 fails
+        let resume = release(&mut state, false, now, base);
+        // THEN it is not resumed: it stays held, longer, still at offset 7
+        assert!(!resume);
+        assert_eq!(state.next, Some(7));
+        assert_eq!(state.held_until, Some(now + base * 2));
+        // AND records fetched meanwhile are still dropped by the batch filter
+        assert!(state.held_until.is_some());
+        // WHEN the next seek works, it is released
+        assert!(release(&mut state, true, now + base * 2, base));
+        assert_eq!(state.held_until, None);
+        assert_eq!(state.next, Some(7));
     }
 
     #[test]

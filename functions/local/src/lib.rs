@@ -9,6 +9,8 @@
 //!   `TM_KAFKA_BROKERS` is set: a consumer group feeding the same handler.
 //! - [`metrics`]: `GET /metrics`, the figures in Prometheus text format.
 //! - [`ratelimit`]: per-tenant token buckets (`TM_RATE_LIMIT_RPS`), 429 `throttled`.
+//! - [`server`]: connection handling: header, body and idle timeouts, a connection cap,
+//!   and the contract's error body on hyper's own 400/414/431.
 //! - [`secret`]: the HS256 secret (environment, or generated once into the data dir).
 
 pub mod app;
@@ -18,6 +20,7 @@ pub mod kafka_trigger;
 pub mod metrics;
 pub mod ratelimit;
 pub mod secret;
+pub mod server;
 pub mod trigger;
 
 use anyhow::Context;

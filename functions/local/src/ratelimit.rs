@@ -2,9 +2,11 @@
 //! (`TM_RATE_LIMIT_RPS` tokens a second, at most `TM_RATE_LIMIT_BURST` saved up). A request
 //! over the limit answers 429 `throttled` with `Retry-After`.
 //!
-//! The bucket charged is the tenant named in the path, and only once the token is known to
-//! allow that tenant and operation: a token for another tenant (answered 403 by the handler)
-//! never spends a tenant's budget, so one tenant cannot throttle another. In AWS the same
+//! The bucket charged is the tenant named in the path, and only once the name is a valid
+//! tenant name and the token is known to allow that tenant and operation: a token for
+//! another tenant (answered 403 by the handler) never spends a tenant's budget, so one
+//! tenant cannot throttle another, and a path naming no valid tenant (answered 400) never
+//! makes a bucket, so made-up names cannot grow the map. In AWS the same
 //! job falls to API Gateway's throttling and usage plans; this is tm-local's stand-in.
 
 use std::collections::HashMap;
@@ -13,6 +15,7 @@ use std::time::Instant;
 use tm_core::Error;
 use tm_core::api::{Op, Principal};
 use tm_core::config::RateLimit;
+use tm_core::domain::names::TenantName;
 
 /// Buckets kept before full (idle) ones are dropped: a full bucket is the same as none.
 const PRUNE_AT: usize = 10_000;
@@ -43,13 +46,16 @@ impl RateLimiter {
         }
     }
 
-    /// Charges one request to the path's tenant when `claims` allow the operation; a
-    /// request the handler will refuse (403, or no tenant in the path) is let through
-    /// uncharged. 429 when the tenant's bucket is empty.
+    /// Charges one request to the path's tenant when it is a valid tenant name and
+    /// `claims` allow the operation; a request the handler will refuse (400, 403, or no
+    /// tenant in the path) is let through uncharged. 429 when the tenant's bucket is empty.
     pub fn admit(&self, op: &Op, claims: &HashMap<String, String>) -> Result<(), Error> {
         let Some(tenant) = op.tenant() else {
             return Ok(());
         };
+        if TenantName::parse(tenant).is_err() {
+            return Ok(());
+        }
         let allowed = Principal::from_claims(|k| claims.get(k).cloned())
             .and_then(|p| p.authorize(op))
             .is_ok();
@@ -166,6 +172,28 @@ mod tests {
         );
         let health = match_route(&Method::GET, "/healthz").unwrap();
         assert_eq!(l.admit(&health, &owner), Ok(()), "health is never limited");
+    }
+
+    #[test]
+    fn a_path_naming_no_valid_tenant_never_makes_a_bucket() {
+        // GIVEN a token allowed every tenant
+        let l = limiter(1.0, 1);
+        let admin: HashMap<String, String> =
+            [("sub", "u"), ("tm_tenants", "*"), ("scope", "routes:read")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        // WHEN it names a thousand made-up, invalid tenants
+        for i in 0..1000 {
+            let path = format!("/v1/tenants/_BAD%20{i}/routes");
+            let op = match_route(&Method::GET, &path).unwrap();
+            assert_eq!(l.admit(&op, &admin), Ok(()), "the handler answers 400");
+        }
+        // THEN no bucket was made for any of them
+        assert_eq!(l.buckets.lock().unwrap().len(), 0);
+        let valid = match_route(&Method::GET, "/v1/tenants/acme/routes").unwrap();
+        assert_eq!(l.admit(&valid, &admin), Ok(()));
+        assert_eq!(l.buckets.lock().unwrap().len(), 1);
     }
 
     #[test]

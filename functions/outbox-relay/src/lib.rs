@@ -7,12 +7,16 @@
 //! keeps the outbox the single source of truth (no stream retention window to fall out
 //! of), and works the same on DynamoDB Local and the embedded store.
 //! - [`handler`]: one run: drain within a time budget.
+//! - [`invocation`]: what an invocation asks for (the scheduled drain, or creating the
+//!   event topics during a deployment).
 //! - [`ENV_VARS`], [`OPTIONAL_ENV_VARS`], [`IAM_ACTIONS`]: what a deployment gives the
 //!   function; the test suite checks `infra/template.yaml` against them.
 
 pub mod handler;
+pub mod invocation;
 
 pub use handler::{RelayHandler, RelayReport};
+pub use invocation::Invocation;
 
 /// Variables `main.rs` reads that a deployment must set (CONTRACT §9): the table and the
 /// Kafka cluster it cannot start without, and the topic (and its `-dlq`, which it creates)

@@ -1,9 +1,10 @@
-//! The outbox-relay Lambda: reads configuration once per cold start, makes sure the
-//! event topics exist (MSK Serverless topics can only be created by a client), and on
-//! each scheduled invocation publishes what the outbox still holds.
+//! The outbox-relay Lambda: reads configuration once per cold start; on each scheduled
+//! invocation publishes what the outbox still holds; when the deployment's `KafkaTopics`
+//! custom resource asks, creates the event topics (MSK Serverless topics can only be
+//! created by a client), answering with what it created or failing the invocation.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
@@ -11,10 +12,8 @@ use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
 use tm_core::config::Config;
 use tm_core::metrics::emf::Emf;
 use tm_core::services::relay::Relay;
-use tm_outbox_relay::{RelayHandler, RelayReport};
+use tm_outbox_relay::{Invocation, RelayHandler};
 
-/// Partitions of the event topics when this function creates them.
-const TOPIC_PARTITIONS: i32 = 6;
 /// Time spent draining per run; the function timeout must be larger.
 const BUDGET: Duration = Duration::from_secs(40);
 
@@ -27,35 +26,34 @@ async fn main() -> Result<(), Error> {
     let cluster = KafkaCluster::from_config(&config)
         .await
         .ok_or("TM_KAFKA_BROKERS is required")??;
-    match ensure_topics(
-        &cluster,
-        &config.kafka_topic,
-        &config.dlq_topic(),
-        TOPIC_PARTITIONS,
-    )
-    .await
-    {
-        Ok(done) => {
-            tracing::info!(created = ?done.created, existing = ?done.existing, "event topics ready")
-        }
-        // Not fatal: the topics may exist and only this call failed; publishing will say.
-        Err(e) => tracing::warn!(error = %e, "could not ensure the event topics"),
-    }
     let store = tm_core::wiring::dynamodb_store(&config).await?;
     let publisher = Arc::new(KafkaPublisher::new(&cluster, config.kafka_topic.clone())?);
     let handler = Arc::new(RelayHandler::new(
         Arc::new(Relay::new(store, publisher)),
         BUDGET,
     ));
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
-        let (handler, emf) = (handler.clone(), emf.clone());
+    let config = Arc::new(config);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let (handler, cluster, config, emf) =
+            (handler.clone(), cluster.clone(), config.clone(), emf.clone());
         async move {
-            let report = handler.handle().await;
-            if let Some(emf) = &emf {
-                // One run every few minutes: write its figures now.
-                emf.flush();
+            match Invocation::from_event(&event.payload)? {
+                Invocation::Drain => {
+                    let report = handler.handle().await;
+                    if let Some(emf) = &emf {
+                        // One run every few minutes: write its figures now.
+                        emf.flush();
+                    }
+                    Ok::<Value, Error>(json!(report))
+                }
+                Invocation::EnsureTopics { partitions } => {
+                    let topic = &config.kafka_topic;
+                    let done = ensure_topics(&cluster, topic, &config.dlq_topic(), partitions)
+                        .await?;
+                    tracing::info!(created = ?done.created, existing = ?done.existing, "event topics ready");
+                    Ok(json!({"created": done.created, "existing": done.existing}))
+                }
             }
-            Ok::<RelayReport, Error>(report)
         }
     }))
     .await

@@ -17,6 +17,8 @@ pub const ENV_VARS: &[&str] = &["TM_TABLE_NAME", "TM_REDIS_URL", "TM_L1_TTL_MS"]
 pub const OPTIONAL_ENV_VARS: &[&str] = &[
     "RUST_LOG",
     "TM_REDIS_PREFIX",
+    "TM_RATE_LIMIT_RPS",
+    "TM_RATE_LIMIT_BURST",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_DYNAMODB",
 ];

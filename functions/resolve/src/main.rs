@@ -3,10 +3,12 @@
 
 use lambda_http::{Error, service_fn};
 use std::sync::Arc;
+use tm_core::adapters::guarded::Limits;
 use tm_core::config::Config;
 use tm_core::metrics::emf::Emf;
 use tm_core::ports::Probe;
 use tm_core::services::resolve::Resolver;
+use tm_core::throttle::Throttle;
 use tm_resolve::ResolveHandler;
 
 #[tokio::main]
@@ -19,13 +21,28 @@ async fn main() -> Result<(), Error> {
     // backend, so a dead backend costs a request nothing after the first few failures.
     let store = tm_core::wiring::dynamodb_store(&config).await?;
     let cache = tm_core::wiring::redis_cache(&config).await?;
-    let resolver = Resolver::new(store.clone(), cache.clone(), config.l1_ttl);
+    // The read path fails fast: 800 ms for the store, 100 ms per cache call (wiring::read_path).
+    let resolver = Resolver::new(
+        tm_core::wiring::read_path(&store, Limits::STORE_READS),
+        tm_core::wiring::read_path(&cache, Limits::CACHE_READS),
+        config.l1_ttl,
+    );
+    // Per-tenant rate limit (TM_RATE_LIMIT_RPS), buckets in the same Redis: tm_core::throttle.
+    let throttle = config
+        .rate_limit
+        .map(|limit| Arc::new(Throttle::new(cache.clone(), "resolve", limit)));
     let probes: Vec<Arc<dyn Probe>> = vec![store, cache];
     let handler = Arc::new(ResolveHandler::new(resolver, probes));
     lambda_http::run(service_fn(move |req| {
-        let (handler, emf) = (handler.clone(), emf.clone());
+        let (handler, throttle, emf) = (handler.clone(), throttle.clone(), emf.clone());
         async move {
-            let resp = handler.handle(req).await;
+            let resp = match &throttle {
+                Some(throttle) => match throttle.check(&req).await {
+                    Some(too_many) => too_many,
+                    None => handler.handle(req).await,
+                },
+                None => handler.handle(req).await,
+            };
             if let Some(emf) = &emf {
                 emf.after_invocation();
             }

@@ -25,6 +25,8 @@ pub const ENV_VARS: &[&str] = &[
 pub const OPTIONAL_ENV_VARS: &[&str] = &[
     "RUST_LOG",
     "TM_REDIS_PREFIX",
+    "TM_RATE_LIMIT_RPS",
+    "TM_RATE_LIMIT_BURST",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_DYNAMODB",
 ];

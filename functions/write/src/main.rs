@@ -11,6 +11,7 @@ use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::config::Config;
 use tm_core::cursor::CursorKey;
 use tm_core::services::write::{AfterCommit, WriteService};
+use tm_core::throttle::Throttle;
 use tm_write::WriteHandler;
 
 /// The most a write waits for Kafka after its commit. The write never fails because of
@@ -36,6 +37,10 @@ async fn main() -> Result<(), Error> {
         outbox: store.clone(),
         deadline: PUBLISH_DEADLINE,
     };
+    // Per-tenant rate limit (TM_RATE_LIMIT_RPS), buckets in the same Redis: tm_core::throttle.
+    let throttle = config
+        .rate_limit
+        .map(|limit| Arc::new(Throttle::new(cache.clone(), "write", limit)));
     let service = WriteService::new(
         store.clone(),
         store.clone(),
@@ -46,8 +51,15 @@ async fn main() -> Result<(), Error> {
     );
     let handler = Arc::new(WriteHandler::new(service));
     lambda_http::run(service_fn(move |req| {
-        let handler = handler.clone();
-        async move { Ok::<_, Error>(handler.handle(req).await) }
+        let (handler, throttle) = (handler.clone(), throttle.clone());
+        async move {
+            if let Some(throttle) = &throttle
+                && let Some(too_many) = throttle.check(&req).await
+            {
+                return Ok::<_, Error>(too_many);
+            }
+            Ok(handler.handle(req).await)
+        }
     }))
     .await
 }

@@ -11,4 +11,5 @@ mod metrics;
 #[cfg(all(feature = "dynamodb", feature = "redis", feature = "kafka"))]
 mod real;
 pub(crate) mod scenarios;
+mod slow_clients;
 mod tmctl;

@@ -131,6 +131,16 @@ async fn dynamodb_stopped_cached_routes_still_answer_uncached_ones_and_writes_ar
         [("503 unavailable".to_owned(), count(2))].into(),
         "{COLD}"
     );
+    // AND an uncached resolve got its 503 within a second even before the breaker opened
+    // (the resolve path's store deadline, Limits::STORE_READS, is 800 ms; writes keep 3 s)
+    let slowest_cold = latency(2, 1.0);
+    eprintln!(
+        "FIGURE store frozen: slowest uncached resolve {slowest_cold:?} to its 503 (bound 1 s)"
+    );
+    assert!(
+        slowest_cold < Duration::from_secs(1),
+        "an uncached resolve waited {slowest_cold:?} for its 503"
+    );
     // AND after the first failures the store's breaker answered for it: most of them did
     // not wait (without the breaker, each waits for the SDK's 3 s timeout)
     for t in [1, 2] {

@@ -154,13 +154,15 @@ async fn redis_stopped_under_load_resolve_answers_from_the_store_without_a_5xx_a
         [("200 miss".to_owned(), outage.len())].into(),
         "answers sent during the outage"
     );
-    // AND a hung Redis cost a resolve one cache deadline at most, and only a few resolves
-    // paid it: the others went to the store at once (the cache's breaker opened, and the
-    // adapter's own connection backoff refuses calls too)
+    // AND a hung Redis cost a resolve at most its read-path deadlines (100 ms for the read,
+    // 100 ms for the fill: Limits::CACHE_READS), and only a few resolves paid it: the
+    // others went to the store at once (the cache's breaker opened, and the adapter's own
+    // connection backoff refuses calls too). The bound: no resolve over 250 ms.
+    let worst = quantile(hung.iter().copied(), 1.0);
+    eprintln!("FIGURE redis frozen under resolve load: slowest resolve {worst:?} (bound 250 ms)");
     assert!(
-        quantile(hung.iter().copied(), 1.0) < Duration::from_millis(2500),
-        "a resolve waited on the frozen Redis for {:?}",
-        quantile(hung.iter().copied(), 1.0)
+        worst < Duration::from_millis(250),
+        "a resolve waited on the frozen Redis for {worst:?}"
     );
     assert!(
         quantile(hung.iter().copied(), 0.5) < Duration::from_millis(250),

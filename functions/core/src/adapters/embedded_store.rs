@@ -7,8 +7,8 @@ use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, ServiceKey, VersionName};
 use crate::domain::route::Route;
 use crate::ports::{
-    AuditQuery, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox, OutboxEntry,
-    Probe, RouteReader, RouteWriter, StoredRoute,
+    AuditPage, AuditQuery, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox,
+    OutboxEntry, Probe, RouteReader, RouteWriter, StoredRoute,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -344,18 +344,20 @@ impl HistoryReader for EmbeddedStore {
         Ok(out)
     }
 
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<(u64, AuditEntry)>> {
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage> {
         let tenant = q.tenant.as_str();
         let tx = self.db.begin_read().map_err(fault)?;
         let audit = tx.open_table(AUDIT).map_err(fault)?;
         let upper = q.before_seq.unwrap_or(u64::MAX);
-        let mut out = Vec::new();
+        let mut out = AuditPage::default();
+        let mut examined = 0;
         for item in audit
             .range((tenant, 0)..(tenant, upper))
             .map_err(fault)?
             .rev()
         {
             let (k, v) = item.map_err(fault)?;
+            let seq = k.value().1;
             let entry: AuditEntry = from_json(v.value())?;
             // Commit order and time order agree up to concurrent writers' clock skew, so
             // the scan stops well past `since` rather than at the first older entry.
@@ -364,13 +366,17 @@ impl HistoryReader for EmbeddedStore {
             {
                 break;
             }
+            examined += 1;
             let outside =
                 q.since.is_some_and(|s| entry.at < s) || q.until.is_some_and(|u| entry.at >= u);
-            if outside || q.kind.is_some_and(|t| entry.kind != t) {
-                continue;
+            if !outside && q.kind.is_none_or(|t| entry.kind == t) {
+                out.items.push((seq, entry));
+                if out.items.len() >= q.limit {
+                    break;
+                }
             }
-            out.push((k.value().1, entry));
-            if out.len() >= q.limit {
+            if examined >= q.max_scan {
+                out.stopped_at = Some(seq);
                 break;
             }
         }

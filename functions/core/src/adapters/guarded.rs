@@ -13,7 +13,7 @@
 //! | function (timeout) | longest chain of guarded calls |
 //! |---|---|
 //! | resolve (5 s) | cache read 1.5 s + store read 3 s = 4.5 s (the cache fill after a store read only follows a success; a dead cache fails it at once) |
-//! | write (10 s) | store read 3 s + commit 6 s + publish 0.25 s = 9.25 s; list, history and audit: one scan, 6 s |
+//! | write (10 s) | one round: store read 3 s + commit 6 s + publish 0.25 s = 9.25 s, and a whole write (every round) is cut at `WRITE_DEADLINE`, 9 s; list, history and audit: one scan, 6 s |
 //! | event consumer (60 s) | per record one cache write, 1.5 s; a failure stops its partition |
 //! | outbox relay (50 s) | the whole run is cut at its 40 s budget |
 //!
@@ -34,13 +34,15 @@
 //! readiness always reports the backend's own state.
 
 use crate::breaker::{Breaker, BreakerConfig};
-use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
+use crate::config::RateLimit;
+use crate::domain::event::{HistoryEntry, RouteEvent};
 use crate::domain::health::RouteHealth;
-use crate::domain::names::{RouteKey, ServiceKey, VersionName};
+use crate::domain::names::{RouteKey, ServiceKey, TenantName, VersionName};
 use crate::domain::route::Route;
+use crate::ports::{Admission, TenantLimiter};
 use crate::ports::{
-    AuditQuery, CachedRoute, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox,
-    OutboxEntry, Probe, RouteReader, RouteWriter, SharedCache, StoredRoute,
+    AuditPage, AuditQuery, CachedRoute, Commit, Consistency, HealthStore, HistoryReader, ListQuery,
+    Outbox, OutboxEntry, Probe, RouteReader, RouteWriter, SharedCache, StoredRoute,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -83,12 +85,36 @@ impl Limits {
         ping: Duration::from_millis(1500),
         breaker: BreakerConfig::DEFAULT,
     };
+
+    /// The route store on the resolve path: a resolve that misses both caches answers
+    /// 503 within a second when the store does not answer (a healthy DynamoDB read takes
+    /// milliseconds). Writes keep [`Limits::STORE`].
+    pub const STORE_READS: Self = Self {
+        read: Duration::from_millis(800),
+        write: Duration::from_millis(800),
+        scan: Duration::from_millis(800),
+        ping: Duration::from_secs(3),
+        breaker: BreakerConfig::DEFAULT,
+    };
+
+    /// The shared cache on the resolve path: a resolve's cache read and its fill after a
+    /// store read each get 100 ms (a healthy Valkey answers in about a millisecond; a TLS
+    /// connection inside the VPC opens in tens), so a hung cache adds at most 200 ms to
+    /// a resolve until the breaker opens, and nothing after. The event consumer and the
+    /// write path keep [`Limits::CACHE`].
+    pub const CACHE_READS: Self = Self {
+        read: Duration::from_millis(100),
+        write: Duration::from_millis(100),
+        scan: Duration::from_millis(100),
+        ping: Duration::from_millis(1500),
+        breaker: BreakerConfig::DEFAULT,
+    };
 }
 
 /// A backend behind a deadline and a circuit breaker.
 pub struct Guarded<T: ?Sized> {
     inner: Arc<T>,
-    breaker: Breaker,
+    breaker: Arc<Breaker>,
     limits: Limits,
 }
 
@@ -106,7 +132,20 @@ impl<T: ?Sized> Guarded<T> {
     pub fn new(name: &'static str, inner: Arc<T>, limits: Limits) -> Self {
         Self {
             inner,
-            breaker: Breaker::new(name, limits.breaker),
+            breaker: Arc::new(Breaker::new(name, limits.breaker)),
+            limits,
+        }
+    }
+
+    /// The same backend behind other deadlines and the same breaker: the resolve path's
+    /// fail-fast view of a backend the write path also uses. Sharing the breaker keeps
+    /// one breaker per backend and process: resolve traffic that finds the store dead
+    /// opens it for writes too, so they fail at once instead of each waiting out its
+    /// deadline. (`limits.breaker` is not used: the breaker is the original's.)
+    pub fn sibling(&self, limits: Limits) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            breaker: self.breaker.clone(),
             limits,
         }
     }
@@ -219,7 +258,7 @@ impl<T: HistoryReader + ?Sized> HistoryReader for Guarded<T> {
         .await
     }
 
-    async fn audit(&self, query: &AuditQuery) -> Result<Vec<(u64, AuditEntry)>> {
+    async fn audit(&self, query: &AuditQuery) -> Result<AuditPage> {
         self.guard_steps("audit", self.limits.scan, self.inner.audit(query))
             .await
     }
@@ -301,6 +340,20 @@ impl<T: HealthStore + ?Sized> HealthStore for Guarded<T> {
             "save_health",
             self.limits.write,
             self.inner.save_health(key, expected, health, event),
+        )
+        .await
+    }
+}
+
+/// Behind the same breaker and deadline as the cache reads of the same backend: a dead
+/// Redis costs a throttle check no more than it costs a cache read.
+#[async_trait]
+impl<T: TenantLimiter + ?Sized> TenantLimiter for Guarded<T> {
+    async fn admit(&self, class: &str, tenant: &TenantName, limit: RateLimit) -> Result<Admission> {
+        self.guard(
+            "admit",
+            self.limits.read,
+            self.inner.admit(class, tenant, limit),
         )
         .await
     }
@@ -408,6 +461,41 @@ mod tests {
 
     fn key() -> RouteKey {
         RouteKey::parse("t", "s", "e", "1.0.0").unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_read_path_sibling_gives_up_on_a_hung_backend_at_its_own_deadline() {
+        // GIVEN a hung cache behind the write path's limits and a read-path sibling
+        let flaky = Arc::new(Flaky::default());
+        flaky.mode.store(HUNG, Ordering::SeqCst);
+        let mut slow = limits(A_MINUTE);
+        slow.read = Duration::from_millis(400);
+        let writes = Guarded::new("cache", flaky.clone(), slow);
+        let mut fast = limits(A_MINUTE);
+        fast.read = Duration::from_millis(30);
+        let reads = writes.sibling(fast);
+        // WHEN the resolve path reads through the sibling
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            reads.get(&key()).await,
+            Err(Error::Unavailable(_))
+        ));
+        // THEN it answers at its own deadline, and the failures open the backend's one
+        // breaker, so the write path then fails at once too
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(reads.breaker().name(), "cache");
+        for _ in 0..2 {
+            let _ = reads.get(&key()).await;
+        }
+        assert_eq!(reads.breaker().state(), CircuitState::Open);
+        assert_eq!(writes.breaker().state(), CircuitState::Open);
+        let started = std::time::Instant::now();
+        assert!(writes.get(&key()).await.is_err());
+        assert!(started.elapsed() < Duration::from_millis(50));
     }
 
     #[tokio::test]

@@ -1,6 +1,13 @@
 //! The shared cache inside the process: what Redis is in AWS, with the same
 //! apply-if-newer rule per version and the same "complete set" marker per service, and
 //! each version's health state beside its entry (apply-if-newer by `seq`).
+//!
+//! Bounded like the Redis layout: entries with a real revision live in per-service
+//! bundles (their number is bounded by what the store holds, which only authorised writes
+//! grow); what clients can create by asking for things that do not exist (negative
+//! entries, complete markers of empty sets) lives in two caches of at most
+//! [`MAX_NEGATIVE_ENTRIES`] entries each, expiring after [`NEGATIVE_TTL`], as Redis
+//! expires its negative keys.
 
 use crate::Result;
 use crate::domain::health::RouteHealth;
@@ -9,6 +16,13 @@ use crate::ports::{CachedRoute, Probe, SharedCache};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a negative entry or an empty set's marker is kept (Redis:
+/// [`NEGATIVE_KEY_TTL`](super::redis_cache) is the same 10 minutes).
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Most negative entries, and most empty-set markers, held at once.
+pub const MAX_NEGATIVE_ENTRIES: u64 = 100_000;
 
 #[derive(Default)]
 struct Bundle {
@@ -51,16 +65,48 @@ fn merge_health(
 }
 
 /// The in-process shared cache.
-#[derive(Default)]
 pub struct MemoryCache {
     // A std Mutex: every critical section is a few map operations and never awaits.
     bundles: Mutex<HashMap<ServiceKey, Bundle>>,
+    /// Versions known absent (revision 0), with no real entry in their bundle.
+    absent: moka::sync::Cache<RouteKey, ()>,
+    /// Services whose complete set is empty, with no bundle.
+    empty_sets: moka::sync::Cache<ServiceKey, ()>,
+}
+
+impl Default for MemoryCache {
+    fn default() -> Self {
+        Self::bounded(MAX_NEGATIVE_ENTRIES, NEGATIVE_TTL)
+    }
 }
 
 impl MemoryCache {
     /// An empty cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty cache holding at most `max_negative` negative entries (and as many
+    /// empty-set markers), each for at most `negative_ttl`.
+    pub fn bounded(max_negative: u64, negative_ttl: Duration) -> Self {
+        Self {
+            bundles: Mutex::new(HashMap::new()),
+            absent: moka::sync::Cache::builder()
+                .max_capacity(max_negative)
+                .time_to_live(negative_ttl)
+                .build(),
+            empty_sets: moka::sync::Cache::builder()
+                .max_capacity(max_negative)
+                .time_to_live(negative_ttl)
+                .build(),
+        }
+    }
+
+    /// Entries held in the bounded negative caches (pending evictions applied first).
+    pub fn negative_len(&self) -> u64 {
+        self.absent.run_pending_tasks();
+        self.empty_sets.run_pending_tasks();
+        self.absent.entry_count() + self.empty_sets.entry_count()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<ServiceKey, Bundle>) -> T) -> T {
@@ -90,39 +136,67 @@ fn merge(
 #[async_trait]
 impl SharedCache for MemoryCache {
     async fn get(&self, key: &RouteKey) -> Result<Option<CachedRoute>> {
-        Ok(self.with(|m| {
+        let real = self.with(|m| {
             m.get(&key.svc).and_then(|b| {
                 b.versions
                     .get(&key.version)
                     .map(|e| b.read(&key.version, e))
             })
-        }))
+        });
+        Ok(real.or_else(|| self.absent.contains_key(key).then(negative)))
     }
 
     async fn versions(&self, svc: &ServiceKey) -> Result<Option<Vec<CachedRoute>>> {
-        Ok(self.with(|m| {
+        let real = self.with(|m| {
             m.get(svc)
                 .filter(|b| b.complete)
                 .map(|b| b.versions.iter().map(|(v, e)| b.read(v, e)).collect())
-        }))
+        });
+        Ok(real.or_else(|| self.empty_sets.contains_key(svc).then(Vec::new)))
     }
 
     async fn apply(&self, key: &RouteKey, entry: &CachedRoute) -> Result<bool> {
-        Ok(self.with(|m| {
-            m.entry(key.svc.clone())
-                .or_default()
-                .merge(&key.version, entry)
-        }))
+        if entry.revision == 0 {
+            let known = self.with(|m| {
+                m.get(&key.svc)
+                    .is_some_and(|b| b.versions.contains_key(&key.version))
+            });
+            if known || self.absent.contains_key(key) {
+                return Ok(false);
+            }
+            self.absent.insert(key.clone(), ());
+            return Ok(true);
+        }
+        let was_empty_set = self.empty_sets.contains_key(&key.svc);
+        let stored = self.with(|m| {
+            let b = m.entry(key.svc.clone()).or_default();
+            b.complete |= was_empty_set;
+            b.merge(&key.version, entry)
+        });
+        self.absent.invalidate(key);
+        self.empty_sets.invalidate(&key.svc);
+        Ok(stored)
     }
 
     async fn fill(&self, svc: &ServiceKey, entries: &[(VersionName, CachedRoute)]) -> Result<()> {
-        self.with(|m| {
+        // Negative entries add nothing a complete set does not already say.
+        let real: Vec<_> = entries.iter().filter(|(_, e)| e.revision > 0).collect();
+        let bundled = self.with(|m| {
+            if real.is_empty() && !m.contains_key(svc) {
+                return false;
+            }
             let b = m.entry(svc.clone()).or_default();
-            for (v, e) in entries {
+            for (v, e) in &real {
                 b.merge(v, e);
             }
             b.complete = true;
+            true
         });
+        if bundled {
+            self.empty_sets.invalidate(svc);
+        } else {
+            self.empty_sets.insert(svc.clone(), ());
+        }
         Ok(())
     }
 
@@ -135,6 +209,15 @@ impl SharedCache for MemoryCache {
                 &h,
             )
         }))
+    }
+}
+
+/// The negative entry: known absent, revision 0.
+fn negative() -> CachedRoute {
+    CachedRoute {
+        revision: 0,
+        route: None,
+        health: None,
     }
 }
 
@@ -175,6 +258,63 @@ mod tests {
             "redelivery changes nothing"
         );
         assert_eq!(c.get(&key("1")).await.unwrap().unwrap().revision, 5);
+    }
+
+    #[tokio::test]
+    async fn lookups_of_things_that_do_not_exist_cannot_grow_the_cache_without_bound() {
+        // GIVEN a cache bounded to 50 negative entries
+        let c = MemoryCache::bounded(50, Duration::from_secs(600));
+        // WHEN a client asks for 5,000 versions and 5,000 services that do not exist
+        for n in 0..5_000 {
+            c.apply(&key(&format!("9.{n}")), &entry(0)).await.unwrap();
+            let svc = ServiceKey::parse("t", &format!("s{n}"), "e").unwrap();
+            c.fill(&svc, &[]).await.unwrap();
+        }
+        // THEN at most 50 of each are kept, and no bundle was made for them
+        assert!(c.negative_len() <= 100, "{}", c.negative_len());
+        assert!(c.with(|m| m.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn negative_entries_expire_and_a_real_revision_replaces_them() {
+        let c = MemoryCache::bounded(10, Duration::from_millis(50));
+        assert!(c.apply(&key("1"), &entry(0)).await.unwrap());
+        assert!(
+            !c.apply(&key("1"), &entry(0)).await.unwrap(),
+            "same revision"
+        );
+        assert_eq!(c.get(&key("1")).await.unwrap(), Some(entry(0)));
+        assert!(c.apply(&key("1"), &entry(1)).await.unwrap());
+        assert!(
+            !c.apply(&key("1"), &entry(0)).await.unwrap(),
+            "never hides a route"
+        );
+        assert_eq!(c.get(&key("1")).await.unwrap(), Some(entry(1)));
+
+        c.apply(&key("2"), &entry(0)).await.unwrap();
+        let empty = ServiceKey::parse("t", "none", "e").unwrap();
+        c.fill(&empty, &[]).await.unwrap();
+        assert_eq!(c.versions(&empty).await.unwrap(), Some(vec![]));
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(c.get(&key("2")).await.unwrap(), None, "expired");
+        assert_eq!(c.versions(&empty).await.unwrap(), None, "expired");
+    }
+
+    #[tokio::test]
+    async fn an_empty_complete_set_stays_complete_when_its_first_route_arrives() {
+        let c = MemoryCache::new();
+        let svc = key("1").svc;
+        c.fill(&svc, &[]).await.unwrap();
+        c.apply(&key("1"), &entry(1)).await.unwrap();
+        let revs: Vec<u64> = c
+            .versions(&svc)
+            .await
+            .unwrap()
+            .expect("still complete")
+            .iter()
+            .map(|e| e.revision)
+            .collect();
+        assert_eq!(revs, [1]);
     }
 
     #[tokio::test]

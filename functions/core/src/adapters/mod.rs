@@ -9,6 +9,7 @@
 //! Production adapters, each behind a cargo feature:
 //! - `dynamodb`: routes, history, audit and outbox in one DynamoDB table.
 //! - `redis_cache` (feature `redis`): the shared cache on Redis / ElastiCache.
+//! - `redis_ratelimit` (feature `redis`): per-tenant token buckets on the same Redis.
 //! - `kafka`: the event publisher and the dead-letter producer.
 //! - `http_probe` (feature `prober`): the prober's HTTP(S) GET (hyper-util + rustls).
 
@@ -24,3 +25,5 @@ pub mod kafka;
 pub mod memory_cache;
 #[cfg(feature = "redis")]
 pub mod redis_cache;
+#[cfg(feature = "redis")]
+pub mod redis_ratelimit;

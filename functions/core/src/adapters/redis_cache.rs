@@ -4,15 +4,26 @@
 //!
 //! # Layout
 //! One hash per `(tenant, service, env)`, at `<prefix>{<tenant>/<service>/<env>}`. Its
-//! fields are version names, each holding the JSON of a [`CachedRoute`]
-//! (`{"rev":7,"route":{...}}`, `route` null for a delete or a negative entry), plus the
-//! field [`COMPLETE_FIELD`], which no version name can equal (names start with a letter or
-//! a digit), present once the set was filled from the store. A version's health state
+//! fields are version names, each holding the JSON of a [`CachedRoute`] with a real
+//! revision (`{"rev":7,"route":{...}}`, `route` null for a delete), plus the field
+//! [`COMPLETE_FIELD`], which no version name can equal (names start with a letter or a
+//! digit), present once the set was filled from the store. A version's health state
 //! (docs/health.md) lives beside it in the field `~h:<version>`, as
 //! `{"rev":<seq>,"health":{...}}`: the same apply-if-newer scripts order it by its `seq`,
-//! independently of the route's revision, and reads show it on the route. The `{...}` hash tag puts the
-//! whole key in one cluster slot; as every operation touches one key, no command is ever
-//! cross-slot. Names are validated and cannot hold `{` or `}`; the prefix is checked too.
+//! independently of the route's revision, and reads show it on the route.
+//!
+//! A negative entry (revision 0: "the store has no such route") is never a hash field:
+//! it is a string key of its own, `<prefix>{<tenant>/<service>/<env>}~absent~<version>`,
+//! set with its own [`NEGATIVE_KEY_TTL`]. Redis expires whole keys, not fields, so a
+//! negative field in a live hash would live as long as the hash (a week, refreshed by
+//! every real write): lookups of made-up versions of a real service would pile up in it
+//! for good. As keys of their own they cannot outlive their short TTL. (Hashes written
+//! before this layout may still hold negative fields; reads skip them and the next fill
+//! deletes them.)
+//!
+//! The `{...}` hash tag puts a service's hash and its negative keys in one cluster slot,
+//! so no command or script is ever cross-slot. Names are validated and cannot hold `{`
+//! or `}`; the prefix is checked too.
 //!
 //! # Writes
 //! Both writes are Lua scripts (EVALSHA, loaded on `NOSCRIPT`), so the comparison and the
@@ -23,16 +34,17 @@
 //! to 2^53, far beyond a route's lifetime of changes.
 //!
 //! # Expiry
-//! A write that stores a real revision (> 0) sets the key's TTL to [`KEY_TTL`] (7 days).
+//! A write that stores a real revision (> 0) sets the hash's TTL to [`KEY_TTL`] (7 days)
+//! and deletes the version's negative key.
 //! The TTL exists to reclaim services nobody writes any more; it must not let a
 //! redelivered old event land on an expired key and put an older revision back. An old
 //! event can only come back while the topic still holds it, and MSK keeps records 7 days
 //! by default; every newer event of the key refreshed the TTL when it was applied, so a key
 //! outlives every event that can still reach it. (Keep `KEY_TTL` at or above the topic's
-//! retention.) A key holding only negative entries (rev 0) or only the marker of an empty
-//! set holds nothing a replay could undo, so it lives [`NEGATIVE_KEY_TTL`]: lookups of
-//! routes that do not exist cannot fill Redis for a week. A negative write never shortens a
-//! longer TTL. Whole keys expire, never single fields, so a set is never half complete.
+//! retention.) A hash holding only the marker of an empty set holds nothing a replay could
+//! undo, so it lives [`NEGATIVE_KEY_TTL`], as every negative key does: lookups of routes
+//! that do not exist cannot fill Redis for a week. A marker write never shortens a longer
+//! TTL. Whole keys expire, never single fields, so a set is never half complete.
 //! Reads never touch the TTL (resolve's hot path stays read-only). Eviction under memory
 //! pressure would drop keys like an expiry does, but at any age: size the cache so that it
 //! does not evict (ElastiCache Serverless scales instead).
@@ -98,7 +110,7 @@ fn health_field(version: &str) -> String {
 /// TTL of a key holding a real revision, refreshed by every write that stores one. At least
 /// the event topic's retention (MSK's default: 7 days); see the module docs.
 pub const KEY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// TTL of a key holding only negative entries or an empty set's marker.
+/// TTL of a negative entry's key, and of a hash holding only an empty set's marker.
 pub const NEGATIVE_KEY_TTL: Duration = Duration::from_secs(10 * 60);
 /// How long one connection attempt (TCP, TLS, handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -135,25 +147,41 @@ local function refresh_ttl(key, stored_real, ttl, negative_ttl)
 end
 "#;
 
-/// KEYS[1] the set; ARGV: version, revision, entry JSON, TTL, negative TTL. Returns 1 when
-/// stored, 0 when the field holds the same or a newer revision.
+/// KEYS[1] the set, KEYS[2] the version's negative key; ARGV: version, revision, entry
+/// JSON, TTL, negative TTL. Returns 1 when stored, 0 when the cache holds the same or a
+/// newer revision. A negative entry goes to its own key (never into the hash) and only
+/// when the hash has nothing for the version; a real one replaces the negative key.
 const LUA_APPLY: &str = r#"
 local rev = tonumber(ARGV[2])
+if rev <= 0 then
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+  if redis.call('SET', KEYS[2], ARGV[3], 'EX', tonumber(ARGV[5]), 'NX') then return 1 end
+  return 0
+end
 if not replaces(KEYS[1], ARGV[1], rev) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-refresh_ttl(KEYS[1], rev > 0, tonumber(ARGV[4]), tonumber(ARGV[5]))
+redis.call('DEL', KEYS[2])
+refresh_ttl(KEYS[1], true, tonumber(ARGV[4]), tonumber(ARGV[5]))
 return 1
 "#;
 
 /// KEYS[1] the set; ARGV: marker field, TTL, negative TTL, then (version, revision, entry
-/// JSON) triples. Merges each entry if newer, then marks the set complete.
+/// JSON) triples of real revisions. Deletes negative fields an older layout left in the
+/// hash, merges each entry if newer, then marks the set complete.
 const LUA_FILL: &str = r#"
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local ok, entry = pcall(cjson.decode, fields[i + 1])
+  if ok and type(entry) == 'table' and tonumber(entry.rev) == 0 then
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
 local stored_real = false
 for i = 4, #ARGV, 3 do
   local rev = tonumber(ARGV[i + 1])
-  if replaces(KEYS[1], ARGV[i], rev) then
+  if rev > 0 and replaces(KEYS[1], ARGV[i], rev) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
-    if rev > 0 then stored_real = true end
+    stored_real = true
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], '1')
@@ -234,6 +262,39 @@ impl RedisCache {
         )
     }
 
+    /// The Redis key of a version's negative entry: in its service's slot, and no hash's
+    /// key (those end with `}`).
+    pub fn negative_key_of(&self, key: &RouteKey) -> String {
+        format!("{}~absent~{}", self.key_of(&key.svc), key.version)
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Runs `script` on this cache's connection, with its deadline and reconnection (for
+    /// the other Redis adapters of this crate, such as the tenant rate limiter). Every
+    /// key must be in one hash slot.
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<T> {
+        let mut call = script.prepare_invoke();
+        for k in keys {
+            call.key(*k);
+        }
+        for a in args {
+            call.arg(a);
+        }
+        let call = &call;
+        self.link
+            .run(|mut c| async move { call.invoke_async(&mut c).await })
+            .await
+    }
+
     fn decode_health(&self, key: &str, field: &str, json: &str) -> Result<Arc<RouteHealth>> {
         serde_json::from_str::<HealthField>(json)
             .map(|f| f.health)
@@ -245,16 +306,19 @@ impl RedisCache {
             })
     }
 
-    /// Applies one field with the apply script; whether it was stored.
+    /// Applies one field with the apply script (`negative`: the key a negative entry of
+    /// this field would live in); whether it was stored.
     async fn apply_field(
         &self,
         svc: &ServiceKey,
+        negative: String,
         field: &str,
         rev: u64,
         json: String,
     ) -> Result<bool> {
         let mut call = self.apply.key(self.key_of(svc));
-        call.arg(field)
+        call.key(negative)
+            .arg(field)
             .arg(rev)
             .arg(json)
             .arg(KEY_TTL.as_secs())
@@ -281,24 +345,36 @@ impl RedisCache {
 impl SharedCache for RedisCache {
     async fn get(&self, key: &RouteKey) -> Result<Option<CachedRoute>> {
         let hash = self.key_of(&key.svc);
+        let negative = self.negative_key_of(key);
         let hfield = health_field(key.version.as_str());
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(&hash).arg(key.version.as_str()).arg(&hfield);
-        let cmd = &cmd;
-        let (json, health): (Option<String>, Option<String>) = self
+        // One round trip: the version's field, its health field and its negative key
+        // (same slot).
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
+            .arg(&hash)
+            .arg(key.version.as_str())
+            .arg(&hfield)
+            .cmd("GET")
+            .arg(&negative);
+        let pipe = &pipe;
+        let ((field, health), absent): ((Option<String>, Option<String>), Option<String>) = self
             .link
-            .run(|mut c| async move { cmd.query_async(&mut c).await })
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
-        let Some(json) = json else {
-            return Ok(None);
+        let entry = match (field, absent) {
+            (Some(j), _) => {
+                let health = health
+                    .map(|h| self.decode_health(&hash, &hfield, &h))
+                    .transpose()?;
+                Some(
+                    self.decode(&hash, key.version.as_str(), &j)?
+                        .with_health(health),
+                )
+            }
+            (None, Some(j)) => Some(self.decode(&negative, "-", &j)?),
+            (None, None) => None,
         };
-        let health = health
-            .map(|h| self.decode_health(&hash, &hfield, &h))
-            .transpose()?;
-        Ok(Some(
-            self.decode(&hash, key.version.as_str(), &json)?
-                .with_health(health),
-        ))
+        Ok(entry)
     }
 
     async fn versions(&self, svc: &ServiceKey) -> Result<Option<Vec<CachedRoute>>> {
@@ -323,7 +399,7 @@ impl SharedCache for RedisCache {
                 None => true,
             },
         );
-        let entries = fields
+        let mut entries = fields
             .iter()
             .map(|(field, json)| {
                 let h = health
@@ -333,6 +409,8 @@ impl SharedCache for RedisCache {
                 Ok(self.decode(&hash, field, json)?.with_health(h))
             })
             .collect::<Result<Vec<_>>>()?;
+        // A negative field of an older layout says nothing the complete set does not.
+        entries.retain(|e| e.revision > 0);
         Ok(Some(entries))
     }
 
@@ -340,6 +418,7 @@ impl SharedCache for RedisCache {
         let stored = self
             .apply_field(
                 &key.svc,
+                self.negative_key_of(key),
                 key.version.as_str(),
                 entry.revision,
                 encode(entry)?,
@@ -352,14 +431,12 @@ impl SharedCache for RedisCache {
     }
 
     async fn apply_health(&self, key: &RouteKey, health: &RouteHealth) -> Result<bool> {
-        let json = encode_health(health)?;
-        self.apply_field(
-            &key.svc,
-            &health_field(key.version.as_str()),
-            health.seq,
-            json,
-        )
-        .await
+        let field = health_field(key.version.as_str());
+        // A health state is never negative: the key is only there for the script's shape,
+        // and no negative entry lives under a health field's name.
+        let unused = format!("{}~absent~{field}", self.key_of(&key.svc));
+        self.apply_field(&key.svc, unused, &field, health.seq, encode_health(health)?)
+            .await
     }
 
     async fn fill(&self, svc: &ServiceKey, entries: &[(VersionName, CachedRoute)]) -> Result<()> {
@@ -367,7 +444,8 @@ impl SharedCache for RedisCache {
         call.arg(COMPLETE_FIELD)
             .arg(KEY_TTL.as_secs())
             .arg(NEGATIVE_KEY_TTL.as_secs());
-        for (version, entry) in entries {
+        // Negative entries add nothing a complete set does not already say.
+        for (version, entry) in entries.iter().filter(|(_, e)| e.revision > 0) {
             call.arg(version.as_str())
                 .arg(entry.revision)
                 .arg(encode(entry)?);

@@ -142,10 +142,10 @@ const SERVER_FIELDS: [&str; 7] = [
 ];
 
 impl RouteSpec {
-    /// Parses a PUT body strictly: unknown fields, `null`s and server-set fields are 400,
-    /// and the message names the field.
+    /// Parses a PUT body strictly: unknown fields, `null`s, server-set fields and a key
+    /// sent twice (at any depth) are 400, and the message names the field.
     pub fn from_json(body: &[u8]) -> Result<Self, Error> {
-        let value: Value = serde_json::from_slice(body)
+        let value: Value = crate::strict_json::from_slice(body)
             .map_err(|e| Error::InvalidRequest(format!("body: not valid JSON ({e})")))?;
         let Value::Object(obj) = value else {
             return Err(Error::invalid("body", "must be a JSON object"));
@@ -383,6 +383,20 @@ mod tests {
         match e {
             Error::InvalidRequest(m) => m.split(':').next().unwrap_or_default().to_owned(),
             other => panic!("expected 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_that_repeats_a_key_at_any_depth_is_400() {
+        for body in [
+            r#"{"endpoints":[{"id":"a","url":"https://a"}],"active":true,"active":false}"#,
+            r#"{"endpoints":[{"id":"a","url":"https://a","weight":1,"weight":1000}]}"#,
+            r#"{"endpoints":[{"id":"a","url":"https://a"}],"labels":{"t":"x","t":"y"}}"#,
+        ] {
+            match parse(body) {
+                Err(Error::InvalidRequest(m)) => assert!(m.contains("duplicate key"), "{m}"),
+                other => panic!("{body}: expected 400, got {other:?}"),
+            }
         }
     }
 

@@ -469,9 +469,11 @@ mod tests {
                 until: None,
                 before_seq: None,
                 limit: 10,
+                max_scan: 100,
             })
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         assert_eq!(audit.len(), 1);
         assert_eq!((audit[0].1.revision, audit[0].1.by.as_str()), (1, ACTOR));
         let pending = store.pending(10).await.unwrap();

@@ -199,7 +199,9 @@ impl Resolver {
                 }
                 found(route, source)
             }
-            Err(Error::Unavailable(why)) => match cached {
+            // Only a stale route is served: a stale "no such route" would turn an outage
+            // into a 404 for a route that may have been created since.
+            Err(Error::Unavailable(why)) => match cached.filter(|e| e.route.is_some()) {
                 Some(e) => {
                     tracing::warn!(service = %svc.event_key(), version = selector_text, reason = %why, "store unreachable; serving a stale answer");
                     found(e.route.clone(), CacheSource::Stale)
@@ -571,6 +573,28 @@ mod tests {
             self.check()?;
             self.inner.fill(svc, entries).await
         }
+    }
+
+    #[tokio::test]
+    async fn an_expired_negative_answer_with_both_backends_down_is_503_not_404() {
+        // GIVEN "no such route" in L1, then the cache and the store both go down
+        let store = Arc::new(FakeStore::default());
+        let cache = Arc::new(SwitchCache::default());
+        let r = Resolver::new(store.clone(), cache.clone(), Duration::from_millis(30));
+        let sel = Selector::parse("1.0.0").unwrap();
+        assert!(matches!(
+            r.resolve(&svc(), "1.0.0", &sel).await,
+            Err(Error::NotFound)
+        ));
+        cache.down.store(true, Ordering::SeqCst);
+        store.down.store(true, Ordering::SeqCst);
+        // WHEN the negative L1 entry has expired
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // THEN the answer is 503: nothing current says the route is absent
+        assert!(matches!(
+            r.resolve(&svc(), "1.0.0", &sel).await,
+            Err(Error::Unavailable(_))
+        ));
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use crate::ports::{
 };
 use crate::{Error, Result};
 use serde::Serialize;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,16 @@ const MAX_ATTEMPTS: usize = 32;
 /// under heavy contention ends with the contract's error, not a Lambda timeout. (Each
 /// backend call has its own, shorter deadline.)
 pub const WRITE_BUDGET: Duration = Duration::from_secs(4);
+
+/// The longest a whole write (PUT, DELETE, activate, deactivate) may take, every round,
+/// backend call and the publish after commit included; past it the write answers 503
+/// `unavailable`. [`WRITE_BUDGET`] only stops new rounds, and one round's guarded calls
+/// may take 9.25 s (a 3 s read, a 6 s commit, a 0.25 s publish), so without this a round
+/// started late would outlive the function. Under the write function's timeout
+/// (`WriteTimeout`, at least 10 s in `infra/template.yaml`) with room to send the answer.
+/// A write cut here may still have committed, as with any timeout: the route's revision
+/// (`GET`, or `If-Match` on the retry) tells.
+pub const WRITE_DEADLINE: Duration = Duration::from_millis(9000);
 
 /// The retry rounds of one write: at most [`MAX_ATTEMPTS`], none started past the budget.
 struct Rounds {
@@ -189,7 +200,14 @@ pub struct WriteService {
     after_commit: AfterCommit,
     cursors: CursorKey,
     budget: Duration,
+    deadline: Duration,
+    audit_scan: usize,
 }
+
+/// Most audit entries one `GET .../audit` request examines (matching its filters or
+/// not). A page with a rare filter may come back short, or empty, with a `next_cursor`
+/// that continues where the scan stopped.
+pub const AUDIT_SCAN_BUDGET: usize = 1000;
 
 fn precondition(msg: &str) -> Error {
     Error::PreconditionFailed(msg.to_owned())
@@ -227,6 +245,32 @@ impl WriteService {
             after_commit,
             cursors,
             budget: WRITE_BUDGET,
+            deadline: WRITE_DEADLINE,
+            audit_scan: AUDIT_SCAN_BUDGET,
+        }
+    }
+
+    /// The same service examining at most `entries` audit entries per request (never
+    /// fewer than a page needs unfiltered) instead of [`AUDIT_SCAN_BUDGET`].
+    pub fn with_audit_scan_budget(mut self, entries: usize) -> Self {
+        self.audit_scan = entries;
+        self
+    }
+
+    /// The same service with another whole-write deadline than [`WRITE_DEADLINE`].
+    pub fn with_write_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// `write`, or 503 `unavailable` once the write deadline has passed.
+    async fn bounded<T>(&self, what: &str, write: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(self.deadline, write).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::Unavailable(format!(
+                "{what}: not done within {} ms",
+                self.deadline.as_millis()
+            ))),
         }
     }
 
@@ -283,8 +327,20 @@ impl WriteService {
         self.reader.get(key, Consistency::Strong).await
     }
 
-    /// `PUT`: creates or replaces; returns the route and whether it was created.
+    /// `PUT`: creates or replaces; returns the route and whether it was created. Within
+    /// [`WRITE_DEADLINE`].
     pub async fn put(
+        &self,
+        key: &RouteKey,
+        spec: RouteSpec,
+        pre: Preconditions,
+        actor: &Actor,
+    ) -> Result<(Route, bool)> {
+        self.bounded("put", self.put_rounds(key, spec, pre, actor))
+            .await
+    }
+
+    async fn put_rounds(
         &self,
         key: &RouteKey,
         spec: RouteSpec,
@@ -326,8 +382,13 @@ impl WriteService {
         Ok(route)
     }
 
-    /// `DELETE`: writes a tombstone that keeps the revision.
+    /// `DELETE`: writes a tombstone that keeps the revision. Within [`WRITE_DEADLINE`].
     pub async fn delete(&self, key: &RouteKey, pre: Preconditions, actor: &Actor) -> Result<()> {
+        self.bounded("delete", self.delete_rounds(key, pre, actor))
+            .await
+    }
+
+    async fn delete_rounds(&self, key: &RouteKey, pre: Preconditions, actor: &Actor) -> Result<()> {
         let mut rounds = Rounds::new(self.budget);
         while rounds.more() {
             let stored = self.stored(key).await?;
@@ -354,7 +415,22 @@ impl WriteService {
     }
 
     /// `POST .../activate` and `.../deactivate`. Already in that state: unchanged, no event.
+    /// Within [`WRITE_DEADLINE`].
     pub async fn set_active(
+        &self,
+        key: &RouteKey,
+        active: bool,
+        pre: Preconditions,
+        actor: &Actor,
+    ) -> Result<Route> {
+        self.bounded(
+            "set_active",
+            self.set_active_rounds(key, active, pre, actor),
+        )
+        .await
+    }
+
+    async fn set_active_rounds(
         &self,
         key: &RouteKey,
         active: bool,
@@ -543,15 +619,19 @@ impl WriteService {
             until: filter.until,
             before_seq,
             limit: limit + 1,
+            max_scan: self.audit_scan.max(limit + 1),
         };
-        let mut found = self.history.audit(&query).await?;
+        let page = self.history.audit(&query).await?;
+        let mut found = page.items;
         let next_cursor = if found.len() > limit {
             found.truncate(limit);
             found
                 .last()
                 .map(|(seq, _)| self.cursors.seal(&scope, &seq.to_string()))
         } else {
-            None
+            // The scan budget ran out: go on below the last entry examined.
+            page.stopped_at
+                .map(|seq| self.cursors.seal(&scope, &seq.to_string()))
         };
         Ok(Page {
             items: found.into_iter().map(|(_, e)| e).collect(),

@@ -225,9 +225,9 @@ pub(super) fn decode_audit(item: &Item) -> Result<(u64, AuditEntry)> {
     Ok((seq, from_json(W, item, ENTRY)?))
 }
 
-/// An outbox item.
-pub(super) fn outbox_item(id: &str, event: &RouteEvent) -> Result<Item> {
-    let mut item = key(keys::OUTBOX_PK, id);
+/// An outbox item in partition `pk` (its shard) with sort key `sk`.
+pub(super) fn outbox_item(pk: &str, sk: &str, event: &RouteEvent) -> Result<Item> {
+    let mut item = key(pk, sk);
     item.insert(KIND.to_owned(), s("outbox"));
     item.insert(EVENT.to_owned(), s(to_json(event)?));
     Ok(item)
@@ -237,19 +237,17 @@ pub(super) fn outbox_item(id: &str, event: &RouteEvent) -> Result<Item> {
 pub(super) fn decode_outbox(item: &Item) -> Result<OutboxEntry> {
     const W: &str = "outbox";
     check_kind(W, item)?;
-    let id = get_s(W, item, keys::SK)?;
-    if !keys::is_outbox_sk(id) {
-        return Err(corrupt(W, item, "malformed id"));
-    }
+    let sk = get_s(W, item, keys::SK)?;
+    let pk = get_s(W, item, keys::PK)?;
+    let id = keys::outbox_id(pk, sk)
+        .filter(|_| keys::is_outbox_sk(sk))
+        .ok_or_else(|| corrupt(W, item, "malformed id"))?;
     let event: RouteEvent = from_json(W, item, EVENT)?;
     event.check().map_err(|why| corrupt(W, item, why))?;
-    if id.split('#').nth(1) != Some(event.tenant.as_str()) {
+    if sk.split('#').nth(1) != Some(event.tenant.as_str()) {
         return Err(corrupt(W, item, "event of another tenant"));
     }
-    Ok(OutboxEntry {
-        id: id.to_owned(),
-        event,
-    })
+    Ok(OutboxEntry { id, event })
 }
 
 /// A tenant's audit counter.

@@ -24,8 +24,63 @@ const SEQ: &str = "SEQ#";
 /// The audit counter's sort key, in the tenant's audit partition. It sorts outside the
 /// `SEQ#` range, so audit queries never see it.
 pub(super) const COUNTER_SK: &str = "COUNTER";
-/// The outbox's one partition.
-pub(super) const OUTBOX_PK: &str = "OUTBOX";
+/// The outbox's partition before it was sharded: still read (and emptied) by `pending`,
+/// never written.
+pub(super) const LEGACY_OUTBOX_PK: &str = "OUTBOX";
+/// How many partitions the outbox is spread over (`OUTBOX#00` .. `OUTBOX#07`). Each
+/// DynamoDB partition takes about 1000 write units a second; see docs/dynamodb.md for
+/// what that means in commits.
+pub(super) const OUTBOX_SHARDS: u16 = 8;
+
+/// The outbox shard of an event key (`tenant/service/env`): FNV-1a, so every process and
+/// release agrees. (Order never depends on it: `pending` merges the shards by id.)
+pub(super) fn outbox_shard(event_key: &str) -> u16 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in event_key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(OUTBOX_SHARDS)) as u16
+}
+
+/// The partition key of an outbox shard.
+pub(super) fn outbox_pk(shard: u16) -> String {
+    format!("OUTBOX#{shard:02}")
+}
+
+/// Every partition `pending` reads: the shards, then the legacy partition.
+pub(super) fn outbox_pks() -> Vec<String> {
+    let mut pks: Vec<String> = (0..OUTBOX_SHARDS).map(outbox_pk).collect();
+    pks.push(LEGACY_OUTBOX_PK.to_owned());
+    pks
+}
+
+/// The id callers see for an outbox item: its sort key, prefixed with its shard
+/// (`03@{sk}`); a legacy item's id is its bare sort key.
+pub(super) fn outbox_id(pk: &str, sk: &str) -> Option<String> {
+    if pk == LEGACY_OUTBOX_PK {
+        return Some(sk.to_owned());
+    }
+    let shard = pk.strip_prefix("OUTBOX#")?;
+    let n: u16 = shard.parse().ok()?;
+    (shard.len() == 2 && n < OUTBOX_SHARDS).then(|| format!("{shard}@{sk}"))
+}
+
+/// An outbox id back to the item's `(pk, sk)`, or `None` for an id this adapter could
+/// not have made.
+pub(super) fn parse_outbox_id(id: &str) -> Option<(String, String)> {
+    let (pk, sk) = match id.split_once('@') {
+        Some((shard, sk)) => {
+            let n: u16 = shard.parse().ok()?;
+            if shard.len() != 2 || n >= OUTBOX_SHARDS {
+                return None;
+            }
+            (outbox_pk(n), sk)
+        }
+        None => (LEGACY_OUTBOX_PK.to_owned(), id),
+    };
+    is_outbox_sk(sk).then(|| (pk, sk.to_owned()))
+}
 /// The key `Probe::ping` reads; no item is ever stored there.
 pub(super) const PING: &str = "PING";
 
@@ -263,6 +318,42 @@ mod tests {
         assert!(is_outbox_sk(&outbox_sk(1_700_000_000_000, &t, 3)));
         assert!(!is_outbox_sk("1#acme#3"));
         assert!(!is_outbox_sk("garbage"));
+    }
+
+    #[test]
+    fn outbox_ids_name_their_shard_and_parse_back_and_legacy_ids_still_work() {
+        let t = TenantName::parse("acme").unwrap();
+        let sk = outbox_sk(1_700_000_000_000, &t, 3);
+        let id = outbox_id(&outbox_pk(5), &sk).unwrap();
+        assert_eq!(id, format!("05@{sk}"));
+        assert_eq!(parse_outbox_id(&id), Some((outbox_pk(5), sk.clone())));
+        assert_eq!(
+            parse_outbox_id(&sk),
+            Some((LEGACY_OUTBOX_PK.to_owned(), sk.clone())),
+            "an entry written before sharding"
+        );
+        for bad in [
+            format!("08@{sk}"),
+            format!("5@{sk}"),
+            format!("xx@{sk}"),
+            "05@garbage".to_owned(),
+        ] {
+            assert_eq!(parse_outbox_id(&bad), None, "{bad}");
+        }
+        assert_eq!(outbox_id("TENANT#acme", &sk), None);
+    }
+
+    #[test]
+    fn event_keys_spread_over_every_outbox_shard() {
+        let mut seen = [0u32; OUTBOX_SHARDS as usize];
+        for n in 0..800 {
+            seen[outbox_shard(&format!("tenant-{n}/checkout/prod")) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 50), "{seen:?}");
+        assert_eq!(
+            outbox_shard("acme/checkout/prod"),
+            outbox_shard("acme/checkout/prod")
+        );
     }
 
     #[test]

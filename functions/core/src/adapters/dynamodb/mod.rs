@@ -25,13 +25,13 @@ mod codec;
 mod keys;
 
 use self::codec::{Counter, Item};
-use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
+use crate::domain::event::{HistoryEntry, RouteEvent};
 use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, ServiceKey, TenantName, VersionName};
 use crate::domain::route::Route;
 use crate::ports::{
-    AuditQuery, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox, OutboxEntry,
-    Probe, RouteReader, RouteWriter, StoredRoute,
+    AuditPage, AuditQuery, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox,
+    OutboxEntry, Probe, RouteReader, RouteWriter, StoredRoute,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -502,7 +502,10 @@ impl DynamoStore {
                 // time first) keeps each tenant's commit order even if clocks disagree.
                 last_ms: occurred_ms.max(last.last_ms),
             };
-            let outbox_id = keys::outbox_sk(next.last_ms, &e.tenant, next.seq);
+            let outbox_sk = keys::outbox_sk(next.last_ms, &e.tenant, next.seq);
+            let outbox_pk = keys::outbox_pk(keys::outbox_shard(&e.key().svc.event_key()));
+            let outbox_id = keys::outbox_id(&outbox_pk, &outbox_sk)
+                .ok_or_else(|| Error::Internal("outbox id".into()))?;
             let counter_put = match counter {
                 None => self.put(
                     codec::counter_item(&e.tenant, next),
@@ -526,7 +529,7 @@ impl DynamoStore {
                     None,
                 )?,
                 self.put(
-                    codec::outbox_item(&outbox_id, e)?,
+                    codec::outbox_item(&outbox_pk, &outbox_sk, e)?,
                     "attribute_not_exists(#pk)",
                     ABSENT,
                     None,
@@ -555,12 +558,12 @@ impl DynamoStore {
     }
 
     /// Deletes one batch of outbox keys, retrying what DynamoDB leaves unprocessed.
-    async fn delete_batch(&self, ids: &[&String]) -> Result<()> {
-        let mut requests = ids
+    async fn delete_batch(&self, keys: &[&(String, String)]) -> Result<()> {
+        let mut requests = keys
             .iter()
-            .map(|id| {
+            .map(|(pk, sk)| {
                 let delete = DeleteRequest::builder()
-                    .set_key(Some(codec::key(keys::OUTBOX_PK, id.as_str())))
+                    .set_key(Some(codec::key(pk, sk)))
                     .build()
                     .map_err(build_error)?;
                 Ok(WriteRequest::builder().delete_request(delete).build())
@@ -920,8 +923,8 @@ impl HistoryReader for DynamoStore {
     /// SEQ#{before_seq - 1}`, strongly consistent. Filters apply on the client, and a
     /// `since` ends the scan once entries are older than it by more than the clock skew
     /// allowed between writers (as in the embedded store).
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<(u64, AuditEntry)>> {
-        let mut out = Vec::new();
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage> {
+        let mut out = AuditPage::default();
         let upper = q.before_seq.unwrap_or(u64::MAX);
         if q.limit == 0 || upper == 0 {
             return Ok(out);
@@ -931,7 +934,9 @@ impl HistoryReader for DynamoStore {
             q.limit.max(FILTERED_PAGE)
         } else {
             q.limit
-        };
+        }
+        .min(q.max_scan.max(1));
+        let mut examined = 0;
         let query = self
             .query()
             .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
@@ -950,12 +955,20 @@ impl HistoryReader for DynamoStore {
             {
                 return Ok(false);
             }
+            examined += 1;
             let outside =
                 q.since.is_some_and(|s| entry.at < s) || q.until.is_some_and(|u| entry.at >= u);
             if !outside && q.kind.is_none_or(|t| entry.kind == t) {
-                out.push((seq, entry));
+                out.items.push((seq, entry));
+                if out.items.len() >= q.limit {
+                    return Ok(false);
+                }
             }
-            Ok(out.len() < q.limit)
+            if examined >= q.max_scan {
+                out.stopped_at = Some(seq);
+                return Ok(false);
+            }
+            Ok(true)
         })
         .await?;
         Ok(out)
@@ -964,38 +977,53 @@ impl HistoryReader for DynamoStore {
 
 #[async_trait]
 impl Outbox for DynamoStore {
-    /// One `Query` on the `OUTBOX` partition, oldest first, strongly consistent.
+    /// One `Query` per outbox shard (and the legacy partition), oldest first, strongly
+    /// consistent, merged by id order (commit time, tenant, sequence): each key's events
+    /// stay in commit order whatever shard they are in.
     async fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
-        let mut out = Vec::new();
+        let mut merged: Vec<(String, OutboxEntry)> = Vec::new();
         if limit == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        let query = self
-            .query()
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", keys::PK)
-            .expression_attribute_values(":pk", codec::s(keys::OUTBOX_PK))
-            .scan_index_forward(true)
-            .consistent_read(true)
-            .limit(page_limit(limit));
-        self.query_pages("Query", query, |item| {
-            out.push(codec::decode_outbox(item)?);
-            Ok(out.len() < limit)
-        })
-        .await?;
-        Ok(out)
+        for pk in keys::outbox_pks() {
+            let query = self
+                .query()
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_values(":pk", codec::s(&pk))
+                .scan_index_forward(true)
+                .consistent_read(true)
+                .limit(page_limit(limit));
+            let mut taken = 0;
+            self.query_pages("Query", query, |item| {
+                let entry = codec::decode_outbox(item)?;
+                let sk = keys::parse_outbox_id(&entry.id)
+                    .map(|(_, sk)| sk)
+                    .ok_or_else(|| Error::Internal(format!("bad outbox id {}", entry.id)))?;
+                merged.push((sk, entry));
+                taken += 1;
+                Ok(taken < limit)
+            })
+            .await?;
+        }
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        merged.truncate(limit);
+        Ok(merged.into_iter().map(|(_, e)| e).collect())
     }
 
     /// `BatchWriteItem` deletes, 25 keys per call. Deleting an absent item succeeds, so
     /// marking twice is harmless.
     async fn mark_published(&self, ids: &[String]) -> Result<()> {
-        if let Some(bad) = ids.iter().find(|id| !keys::is_outbox_sk(id)) {
-            return Err(Error::Internal(format!("bad outbox id {bad}")));
+        let mut unique = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = keys::parse_outbox_id(id)
+                .ok_or_else(|| Error::Internal(format!("bad outbox id {id}")))?;
+            unique.push(key);
         }
         // One batch may not name a key twice.
-        let mut unique: Vec<&String> = ids.iter().collect();
         unique.sort();
         unique.dedup();
+        let unique: Vec<&(String, String)> = unique.iter().collect();
         for chunk in unique.chunks(BATCH_WRITE_MAX) {
             self.delete_batch(chunk).await?;
         }

@@ -77,6 +77,9 @@ pub const IAM_ACTIONS: &[&str] = &[
 /// fails. Short on purpose: the write path never waits long, the relay retries.
 pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where librdkafka looks for the CA certificates that verify MSK's brokers.
+pub const TLS_CA_LOCATION: &str = "probe";
+
 /// How long an admin request (topic creation) may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -165,8 +168,13 @@ impl KafkaCluster {
         if self.iam.is_some() {
             // MSK's IAM listener (port 9098) is TLS with SASL OAUTHBEARER; the token comes
             // from `ClientCtx::generate_oauth_token`.
+            // `ssl.ca.location=probe`: librdkafka's own OpenSSL has no CA bundle path
+            // compiled in that matches Amazon Linux 2023 (provided.al2023), so without it
+            // every broker certificate fails verification; `probe` searches the usual
+            // system locations (/etc/pki/tls/certs/ca-bundle.crt there).
             c.set("security.protocol", "SASL_SSL")
-                .set("sasl.mechanism", "OAUTHBEARER");
+                .set("sasl.mechanism", "OAUTHBEARER")
+                .set("ssl.ca.location", TLS_CA_LOCATION);
         }
         c
     }
@@ -331,6 +339,25 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(format!("{cluster:?}").contains("msk-iam"));
+    }
+
+    #[tokio::test]
+    async fn an_msk_iam_client_verifies_brokers_against_the_system_ca_bundle() {
+        let creds = Credentials::new("AKIAIOSFODNN7EXAMPLE", "secret", None, None, "test");
+        let tokens =
+            msk_iam::MskIamTokens::start("eu-west-1".into(), SharedCredentialsProvider::new(creds))
+                .await
+                .unwrap();
+        let tls = KafkaCluster {
+            brokers: "127.0.0.1:1".into(),
+            iam: Some(tokens),
+            message_timeout: Duration::from_secs(1),
+        };
+        let config = tls.client_config();
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("ssl.ca.location"), Some("probe"));
+        let plain = KafkaCluster::plaintext("127.0.0.1:1").client_config();
+        assert_eq!(plain.get("ssl.ca.location"), None, "no TLS, no CA");
     }
 
     #[test]
