@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use tm_core::Error;
 use tm_core::adapters::memory_cache::MemoryCache;
-use tm_core::api;
+use tm_http::api;
 use tm_core::cursor::CursorKey;
 use tm_core::domain::event::{ChangeType, RouteEvent, SCHEMA};
 use tm_core::domain::names::{

@@ -16,8 +16,8 @@
 use http::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use tm_core::api::{Function, Op, match_route};
 use tm_core::config::Config;
+use tm_http::api::{Function, Op, match_route};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// What the code says one function needs from its deployment.

@@ -1,4 +1,5 @@
-//! Traffic Manager core: everything the functions share, with no knowledge of Lambda.
+//! Traffic Manager core: everything the functions share, with no knowledge of Lambda or
+//! HTTP framing (that is `tm-http`).
 //!
 //! Where things live:
 //! - [`domain`]: validated names, the route document, version selection and endpoint
@@ -12,10 +13,6 @@
 //!   the production ones behind features, and [`adapters::guarded`] (deadline and circuit
 //!   breaker around any of them).
 //! - [`breaker`]: the per-instance circuit breaker.
-//! - [`api`]: the HTTP contract: route table, error bodies, correlation ids, auth claims.
-//! - [`apigw`]: reading API Gateway v2 requests (claims from the authorizer context).
-//! - [`throttle`]: per-tenant rate limits in front of the resolve and write handlers
-//!   (429 `throttled`), on a shared [`ports::TenantLimiter`].
 //! - [`config`]: `Config::from_env`, parsed once per cold start.
 //! - [`cursor`]: opaque, tamper-evident pagination cursors.
 //! - [`strict_json`]: JSON parsing that refuses duplicate object keys (request bodies,
@@ -29,8 +26,6 @@
 //!   facade; CloudWatch EMF on Lambda (feature `emf`), Prometheus in tm-local.
 
 pub mod adapters;
-pub mod api;
-pub mod apigw;
 pub mod breaker;
 pub mod config;
 pub mod cursor;
@@ -43,7 +38,6 @@ pub mod ports;
 pub mod services;
 pub mod singleflight;
 pub mod strict_json;
-pub mod throttle;
 pub mod wiring;
 
 pub use error::{Error, Result};

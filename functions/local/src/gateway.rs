@@ -27,9 +27,9 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tm_core::api::{self, Function, Op, Principal};
 use tm_core::domain::route::MAX_BODY_BYTES;
 use tm_core::{Error, jwt};
+use tm_http::api::{self, Function, Op, Principal};
 use tm_resolve::handler::ResolveCall;
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests (up to 10 s).
@@ -393,7 +393,7 @@ struct ResolveRequest {
     if_none_match: Option<String>,
 }
 
-/// The checks [`tm_core::apigw::admit`] runs for a Lambda request, in the same order, on
+/// The checks [`tm_http::apigw::admit`] runs for a Lambda request, in the same order, on
 /// the HTTP request itself: the caller (401), scope and tenant (403), then the body (413;
 /// resolve takes none, so any media type passes).
 async fn admit_resolve(

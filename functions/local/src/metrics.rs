@@ -6,8 +6,8 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
-use tm_core::api;
 use tm_core::metrics as m;
+use tm_http::api;
 
 /// The path.
 pub const PATH: &str = "/metrics";

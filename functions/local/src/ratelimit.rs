@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 use tm_core::Error;
-use tm_core::api::{Op, Principal};
 use tm_core::config::RateLimit;
 use tm_core::domain::names::TenantName;
+use tm_http::api::{Op, Principal};
 
 /// Buckets kept before full (idle) ones are dropped: a full bucket is the same as none.
 const PRUNE_AT: usize = 10_000;
@@ -99,7 +99,7 @@ mod tests {
     use super::*;
     use http::Method;
     use std::time::Duration;
-    use tm_core::api::match_route;
+    use tm_http::api::match_route;
 
     fn limiter(rps: f64, burst: u32) -> RateLimiter {
         RateLimiter::new(RateLimit { rps, burst })

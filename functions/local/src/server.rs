@@ -183,7 +183,7 @@ pub fn rewrite_parse_error(head: &[u8]) -> Option<Vec<u8>> {
     if !bare {
         return None;
     }
-    let cid = tm_core::api::correlation_id(None);
+    let cid = tm_http::api::correlation_id(None);
     let body = serde_json::json!({
         "error": {"code": "invalid_request", "message": message, "request_id": cid}
     })
@@ -192,7 +192,7 @@ pub fn rewrite_parse_error(head: &[u8]) -> Option<Vec<u8>> {
     Some(
         format!(
             "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n{}: {cid}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            tm_core::api::CORRELATION_HEADER,
+            tm_http::api::CORRELATION_HEADER,
             body.len()
         )
         .into_bytes(),

@@ -5,13 +5,13 @@ use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use tm_core::api::{self, Op, RouteParams};
-use tm_core::apigw::{self, Admitted};
 use tm_core::domain::names::ServiceKey;
 use tm_core::domain::select::Selector;
 use tm_core::ports::Probe;
 use tm_core::services::resolve::{self, Resolver};
 use tm_core::{Error, Result};
+use tm_http::api::{self, Op, RouteParams};
+use tm_http::apigw::{self, Admitted};
 use tracing::Instrument;
 
 /// One resolve request, whichever transport carried it: the Lambda event (through

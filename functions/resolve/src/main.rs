@@ -8,7 +8,7 @@ use tm_core::config::Config;
 use tm_core::metrics::emf::Emf;
 use tm_core::ports::Probe;
 use tm_core::services::resolve::Resolver;
-use tm_core::throttle::Throttle;
+use tm_http::throttle::Throttle;
 use tm_resolve::ResolveHandler;
 
 #[tokio::main]
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
         tm_core::wiring::read_path(&cache, Limits::CACHE_READS),
         config.l1_ttl,
     );
-    // Per-tenant rate limit (TM_RATE_LIMIT_RPS), buckets in the same Redis: tm_core::throttle.
+    // Per-tenant rate limit (TM_RATE_LIMIT_RPS), buckets in the same Redis: tm_http::throttle.
     let throttle = config
         .rate_limit
         .map(|limit| Arc::new(Throttle::new(cache.clone(), "resolve", limit)));

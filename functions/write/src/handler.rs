@@ -3,14 +3,14 @@
 
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use tm_core::api::{self, Op, RouteParams};
-use tm_core::apigw::{self, Admitted};
 use tm_core::domain::event::ChangeType;
 use tm_core::domain::names::{EnvName, RouteKey, ServiceName, TenantName};
 use tm_core::domain::route::{Route, RouteSpec};
 use tm_core::domain::timefmt::Timestamp;
 use tm_core::services::write::{Actor, AuditFilter, Preconditions, WriteService};
 use tm_core::{Error, Result};
+use tm_http::api::{self, Op, RouteParams};
+use tm_http::apigw::{self, Admitted};
 use tracing::Instrument;
 
 /// The write function's handler.

@@ -11,7 +11,7 @@ use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::config::Config;
 use tm_core::cursor::CursorKey;
 use tm_core::services::write::{AfterCommit, WriteService};
-use tm_core::throttle::Throttle;
+use tm_http::throttle::Throttle;
 use tm_write::WriteHandler;
 
 /// The most a write waits for Kafka after its commit. The write never fails because of
@@ -37,7 +37,7 @@ async fn main() -> Result<(), Error> {
         outbox: store.clone(),
         deadline: PUBLISH_DEADLINE,
     };
-    // Per-tenant rate limit (TM_RATE_LIMIT_RPS), buckets in the same Redis: tm_core::throttle.
+    // Per-tenant rate limit (TM_RATE_LIMIT_RPS), buckets in the same Redis: tm_http::throttle.
     let throttle = config
         .rate_limit
         .map(|limit| Arc::new(Throttle::new(cache.clone(), "write", limit)));

@@ -45,7 +45,7 @@ fn assert_no_injected_header(what: &str, resp: &str) {
         );
         if k == "x-correlation-id" {
             assert!(
-                tm_core::api::is_valid_correlation_id(v),
+                tm_http::api::is_valid_correlation_id(v),
                 "{what}: unsafe correlation id echoed: {v:?}"
             );
         }

@@ -1,7 +1,6 @@
 //! The management API's use cases: revisions, preconditions, events, pagination.
 
 use super::relay::Relay;
-use crate::api::IfMatch;
 use crate::cursor::CursorKey;
 use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent, SCHEMA};
 use crate::domain::health::{self, HealthStatus};
@@ -84,6 +83,15 @@ pub struct Actor {
     pub sub: String,
     /// The request's correlation id.
     pub correlation_id: String,
+}
+
+/// A write's precondition, from the `If-Match` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: the route must exist.
+    Any,
+    /// `"<revision>"`: the stored revision must be this.
+    Revision(u64),
 }
 
 /// `If-Match` / `If-None-Match` of a request.

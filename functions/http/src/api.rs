@@ -2,11 +2,12 @@
 //! table (404/405), claims and scopes (401/403), request checks (413/415), headers and
 //! the error body (CONTRACT §3–§6).
 
-use crate::Error;
-use crate::domain::route::MAX_BODY_BYTES;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::json;
+use tm_core::Error;
+use tm_core::domain::route::MAX_BODY_BYTES;
+pub use tm_core::services::write::IfMatch;
 
 /// Header carrying the correlation id.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -320,15 +321,6 @@ pub fn parse_limit(v: Option<&str>) -> Result<usize, Error> {
             _ => Err(Error::invalid("limit", "must be an integer from 1 to 500")),
         },
     }
-}
-
-/// An `If-Match` header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IfMatch {
-    /// `*`: the route must exist.
-    Any,
-    /// `"<revision>"`: the stored revision must be this.
-    Revision(u64),
 }
 
 /// Parses `If-Match`: `"7"` or `*`.

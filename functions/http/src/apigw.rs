@@ -3,9 +3,9 @@
 //! token itself), and running the checks every function shares, in the contract's order.
 
 use crate::api::{self, Op, Principal};
-use crate::{Error, Result};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use tm_core::{Error, Result};
 
 /// What every function needs from a request before its own work.
 pub struct Admitted {

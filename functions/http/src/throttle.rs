@@ -17,13 +17,13 @@
 //! `TM_RATE_LIMIT_BURST` (bucket size); both unset turns the limit off. (This module reads
 //! API Gateway requests, so it moves with `apigw`.)
 
-use crate::Error;
 use crate::apigw;
-use crate::config::RateLimit;
-use crate::domain::names::TenantName;
-use crate::ports::{Admission, TenantLimiter};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
+use tm_core::Error;
+use tm_core::config::RateLimit;
+use tm_core::domain::names::TenantName;
+use tm_core::ports::{Admission, TenantLimiter};
 
 /// One function's throttle.
 pub struct Throttle {
@@ -82,7 +82,7 @@ mod tests {
             class: &str,
             tenant: &TenantName,
             _: RateLimit,
-        ) -> crate::Result<Admission> {
+        ) -> tm_core::Result<Admission> {
             if self.down {
                 return Err(Error::Unavailable("redis down".into()));
             }
