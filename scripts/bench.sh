@@ -5,8 +5,8 @@
 # generated part between its markers) and docs/benchmarks.json.
 #
 #   scripts/bench.sh                 # everything (about 15-20 minutes on 2 busy cores)
-#   BENCH_ONLY="http_l1 zipf" scripts/bench.sh   # only some rows (the report keeps the
-#                                    # rows not run as "not run")
+#   BENCH_ONLY="http_l1 zipf" scripts/bench.sh   # only some rows (the others keep their
+#                                    # figures from docs/benchmarks.json, marked with that run)
 #   BENCH_QUICK=1 scripts/bench.sh   # short runs, to try the harness (numbers are noisier)
 #
 # Rows: http_l1 http_l2 miss criterion zipf burst propagation consumer coldstart memory.
@@ -20,6 +20,9 @@
 #   BENCH_CONSUMER_BATCHES [100] (of 100 records), BENCH_COLD_RUNS [10]
 #   BENCH_MEM_ROUTES [100000], BENCH_MEM_RESOLVES [3000000] (RSS is sampled every 100k;
 #                         the target is read at 1M, "flat" on the last fifth of the run)
+#   BENCH_BEFORE [unset]  path to an older tm-local binary: the HTTP rows then also measure
+#                         it, interleaved in the same runs (series "tm-local, before"), for
+#                         an A/B of a change on the same machine at the same moment
 #   BENCH_OUT [target/bench]  work dir: logs, raw results (results.jsonl), data dirs
 #   BENCH_QUIET_MAX [0.5] BENCH_QUIET_WAIT [120]: before each run of a ratio row the
 #                         script waits (up to BENCH_QUIET_WAIT s) until other processes
@@ -66,6 +69,11 @@ TABLE="tm-bench-$RUN_ID"
 RESULTS="$OUT/results.jsonl"
 BIN="$ROOT/target/release"
 BENCH="$BIN/tm-bench"
+BEFORE="${BENCH_BEFORE:-}"
+if [ -n "$BEFORE" ] && [ ! -x "$BEFORE" ]; then
+  echo "BENCH_BEFORE=$BEFORE is not an executable" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 : >"$RESULTS"
 
@@ -183,7 +191,10 @@ install_tools() {
 install_tools
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 log "services"
-scripts/start-services.sh all
+scripts/start-services.sh redis
+scripts/start-services.sh dynamodb
+# Kafka (Tansu, a 20-minute build the first time) only for the row that uses it.
+if want propagation; then scripts/start-services.sh tansu; fi
 log "build (release)"
 cargo build --release --locked -p tm-local -p tm-bench >&2
 if want coldstart; then
@@ -209,13 +220,14 @@ log "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 # ---------------------------------------------------------------- helpers for servers
 # start_tm NAME PORT [VAR=VALUE ...]: a tm-local with its own data dir and environment;
 # sets TM_PID.
+# start_tm NAME PORT [VAR=VALUE...]: a tm-local (the binary in $TM_BIN, default this build).
 start_tm() {
-  local name=$1 port=$2
+  local name=$1 port=$2 bin="${TM_BIN:-$BIN/tm-local}"
   shift 2
   local dir="$OUT/$name"
   rm -rf "$dir" && mkdir -p "$dir"
-  env "$@" "$BIN/tm-local" init --data-dir "$dir/data" >"$dir/init.log" 2>&1
-  env "$@" "$BIN/tm-local" --listen "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/tm-local.log" 2>&1 &
+  env "$@" "$bin" init --data-dir "$dir/data" >"$dir/init.log" 2>&1
+  env "$@" "$bin" --listen "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/tm-local.log" 2>&1 &
   TM_PID=$!
   echo "$TM_PID" >>"$PID_FILE"
   wait_http "http://127.0.0.1:$port/healthz" 30
@@ -307,8 +319,16 @@ row_http_l1() {
   put_route "$wp" checkout 2.3.1
   local url="http://127.0.0.1:$tp/v1/resolve/bench/checkout/prod/latest?key=user-42"
   local wurl="http://127.0.0.1:$wp/v1/resolve/bench/checkout/prod/latest?key=user-42"
+  local burl="" before_pid="" bp
+  if [ -n "$BEFORE" ]; then
+    bp="$(free_port)"
+    TM_BIN="$BEFORE" start_tm l1before "$bp" TM_L1_TTL_MS="$L1_TTL_MS"
+    before_pid=$TM_PID
+    put_route "$bp" checkout 2.3.1
+    burl="http://127.0.0.1:$bp/v1/resolve/bench/checkout/prod/latest?key=user-42"
+  fi
   local u xc
-  for u in "$url" "$wurl"; do
+  for u in "$url" "$wurl" $burl; do
     x_cache "$u" >/dev/null
     xc="$(x_cache "$u")"
     [ "$xc" = "hit-l1" ] || { log "expected an L1 hit, got '$xc'"; return 1; }
@@ -316,19 +336,24 @@ row_http_l1() {
   warm "$NGINX_URL"
   warm -H "Authorization: Bearer $TOKEN_R" "$url"
   warm -H "Authorization: Bearer $TOKEN_R" "$wurl"
-  local r n t w busy
+  [ -z "$burl" ] || warm -H "Authorization: Bearer $TOKEN_R" "$burl"
+  local r n t w b busy
   for ((r = 0; r < RUNS; r++)); do
     quiet_gate
     if ((r % 2 == 0)); then
       n="$(wrk_rate "$NGINX_URL")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
+      [ -z "$burl" ] || b="$(wrk_rate "$burl" "Authorization: Bearer $TOKEN_R")"
       w="$(wrk_rate "$wurl" "Authorization: Bearer $TOKEN_R")"
     else
       w="$(wrk_rate "$wurl" "Authorization: Bearer $TOKEN_R")"
+      [ -z "$burl" ] || b="$(wrk_rate "$burl" "Authorization: Bearer $TOKEN_R")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
       n="$(wrk_rate "$NGINX_URL")"
     fi
     busy="$(busy_after)"
+    [ -z "$burl" ] || record --row http_l1 --series "tm-local, before" --run "$r" --value "$b" \
+      --unit req/s --busy "$busy" --note "$BEFORE (BENCH_BEFORE), the same requests"
     record --row http_l1 --series nginx --run "$r" --value "$n" --unit req/s --busy "$busy" \
       --note "static 120-byte JSON, keep-alive"
     record --row http_l1 --series tm-local --run "$r" --value "$t" --unit req/s --busy "$busy" \
@@ -339,6 +364,7 @@ row_http_l1() {
   stop_nginx
   stop_pid "$tm_pid"
   stop_pid "$warn_pid"
+  [ -z "$before_pid" ] || stop_pid "$before_pid"
 }
 
 row_http_l2() {
@@ -347,6 +373,7 @@ row_http_l2() {
   note_prefix "$prefix"
   tp="$(free_port)"
   start_tm l2 "$tp" TM_L1_TTL_MS=0 TM_TABLE_NAME="$TABLE" TM_REDIS_PREFIX="$prefix"
+  local tm_pid=$TM_PID
   put_route "$tp" checkout 2.3.1
   local url="http://127.0.0.1:$tp/v1/resolve/bench/checkout/prod/2.3.1?key=user-42"
   local xc i
@@ -356,6 +383,21 @@ row_http_l2() {
     sleep 0.1
   done
   [ "$xc" = "hit-l2" ] || { log "expected a shared-cache hit, got '$xc'"; return 1; }
+  local burl="" before_pid="" bp
+  if [ -n "$BEFORE" ]; then
+    bp="$(free_port)"
+    note_prefix "${prefix}before:"
+    TM_BIN="$BEFORE" start_tm l2before "$bp" TM_L1_TTL_MS=0 TM_TABLE_NAME="$TABLE" \
+      TM_REDIS_PREFIX="${prefix}before:"
+    before_pid=$TM_PID
+    burl="http://127.0.0.1:$bp/v1/resolve/bench/checkout/prod/2.3.1?key=user-42"
+    for i in $(seq 1 50); do
+      xc="$(x_cache "$burl")"
+      [ "$xc" = "hit-l2" ] && break
+      sleep 0.1
+    done
+    [ "$xc" = "hit-l2" ] || { log "before: expected a shared-cache hit, got '$xc'"; return 1; }
+  fi
   # The baseline GETs a key holding exactly what tm-local's HGET returns.
   local key="${prefix}get" entry
   entry="$(redis-cli -h 127.0.0.1 HGET "${prefix}{bench/checkout/prod}" 2.3.1)"
@@ -364,28 +406,34 @@ row_http_l2() {
   # nginx too: the most any HTTP server answers under the same wrk load, in the same run.
   start_nginx
   warm -H "Authorization: Bearer $TOKEN_R" "$url"
-  local r b t n busy
+  [ -z "$burl" ] || warm -H "Authorization: Bearer $TOKEN_R" "$burl"
+  local r b t n o busy
   for ((r = 0; r < RUNS; r++)); do
     quiet_gate
     if ((r % 2 == 0)); then
       b="$(redis_rate -c "$CONNS" -n "$n_req" GET "$key")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
+      [ -z "$burl" ] || o="$(wrk_rate "$burl" "Authorization: Bearer $TOKEN_R")"
       n="$(wrk_rate "$NGINX_URL")"
     else
       n="$(wrk_rate "$NGINX_URL")"
+      [ -z "$burl" ] || o="$(wrk_rate "$burl" "Authorization: Bearer $TOKEN_R")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
       b="$(redis_rate -c "$CONNS" -n "$n_req" GET "$key")"
     fi
     busy="$(busy_after)"
+    [ -z "$burl" ] || record --row http_l2 --series "tm-local, before" --run "$r" --value "$o" \
+      --unit req/s --busy "$busy" --note "$BEFORE (BENCH_BEFORE), the same requests"
     record --row http_l2 --series "redis-benchmark GET" --run "$r" --value "$b" --unit req/s --busy "$busy" \
       --note "redis-benchmark -c $CONNS GET of a ${#entry}-byte value (the cached route entry)"
     record --row http_l2 --series tm-local --run "$r" --value "$t" --unit req/s --busy "$busy" \
-      --note "TM_L1_TTL_MS=0, exact version: one Redis HGET per resolve, X-Cache hit-l2"
+      --note "TM_L1_TTL_MS=0, exact version: one Redis round trip per resolve, X-Cache hit-l2"
     record --row http_l2 --series nginx --run "$r" --value "$n" --unit req/s --busy "$busy" \
       --note "static 120-byte JSON under the same wrk load"
   done
   stop_nginx
-  stop_pid "$TM_PID"
+  stop_pid "$tm_pid"
+  [ -z "$before_pid" ] || stop_pid "$before_pid"
 }
 
 row_miss() {
@@ -483,5 +531,5 @@ for row in http_l1 http_l2 miss criterion zipf burst propagation consumer coldst
 done
 
 "$BENCH" report --results "$RESULTS" --machine "$OUT/machine.json" \
-  --md "$ROOT/docs/benchmarks.md" --json "$ROOT/docs/benchmarks.json"
+  --md "$ROOT/docs/benchmarks.md" --json "$ROOT/docs/benchmarks.json" --keep "$ROOT/docs/benchmarks.json"
 log "done in $(($(date +%s) - START)) s: docs/benchmarks.md, docs/benchmarks.json (raw: $RESULTS)"

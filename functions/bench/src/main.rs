@@ -26,7 +26,7 @@ const USAGE: &str = "usage: tm-bench <command> [--flag value ...]
                [--resolves 1000000] [--connections 32] [--every 100000]
   cleanup      --prefix P                                   delete Redis keys under P
   drop-table   --table T                                    delete a DynamoDB table
-  report       --results FILE --machine FILE --md FILE --json FILE
+  report       --results FILE --machine FILE --md FILE --json FILE [--keep EARLIER.json]
 Backends come from the environment as for the functions: TM_REDIS_URL (default
 redis://127.0.0.1:6379), AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION and credentials.";
 
@@ -271,6 +271,16 @@ async fn run(cmd: &str, f: &Flags) -> anyhow::Result<()> {
                 match serde_json::from_str::<Record>(line) {
                     Ok(r) => records.push(r),
                     Err(e) => eprintln!("results line {}: skipped ({e})", i + 1),
+                }
+            }
+            if let Some(path) = f.all("keep").pop() {
+                // A missing or unreadable earlier report only means nothing is kept.
+                match std::fs::read_to_string(&path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|t| Ok(serde_json::from_str::<report::EarlierReport>(&t)?))
+                {
+                    Ok(earlier) => report::carry_over(&mut records, earlier),
+                    Err(e) => eprintln!("earlier report {path}: nothing kept ({e})"),
                 }
             }
             let rep = report::build(m, machine.settings, records);

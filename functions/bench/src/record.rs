@@ -26,6 +26,10 @@ pub struct Record {
     /// Free text (what was run, counts behind a percentage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Set on a record kept from an earlier report for a row this run did not measure:
+    /// when that run started and on which commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier_run: Option<String>,
 }
 
 impl Record {
@@ -43,6 +47,7 @@ impl Record {
                 .ok()
                 .and_then(|b| b.parse().ok()),
             note: None,
+            earlier_run: None,
         }
     }
 

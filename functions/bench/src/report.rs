@@ -13,7 +13,7 @@
 
 use crate::record::{Machine, Record};
 use crate::stats::{Summary, summarize};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -101,6 +101,24 @@ pub const LINES: &[Line] = &[
         Check::Info,
     ),
     line(
+        "http_l1",
+        "… this build vs the build before it (BENCH_BEFORE, same runs)",
+        "tm-local",
+        Some("tm-local, before"),
+        "the build before (BENCH_BEFORE)",
+        "(context)",
+        Check::Info,
+    ),
+    line(
+        "http_l1",
+        "… the build before it vs nginx (BENCH_BEFORE)",
+        "tm-local, before",
+        Some("nginx"),
+        "nginx static 120-byte JSON",
+        "(context)",
+        Check::Info,
+    ),
+    line(
         "http_l2",
         "resolve over HTTP, L1 off, shared-cache hit on real Redis (wrk -t2 -c32)",
         "tm-local",
@@ -115,6 +133,24 @@ pub const LINES: &[Line] = &[
         "tm-local",
         Some("nginx"),
         "nginx static 120-byte JSON",
+        "(context)",
+        Check::Info,
+    ),
+    line(
+        "http_l2",
+        "… this build vs the build before it (BENCH_BEFORE, same runs)",
+        "tm-local",
+        Some("tm-local, before"),
+        "the build before (BENCH_BEFORE)",
+        "(context)",
+        Check::Info,
+    ),
+    line(
+        "http_l2",
+        "… the build before it vs redis-benchmark GET (BENCH_BEFORE)",
+        "tm-local, before",
+        Some("redis-benchmark GET"),
+        "redis-benchmark GET, -c 32",
         "(context)",
         Check::Info,
     ),
@@ -337,6 +373,9 @@ pub struct Series {
     pub busy: BTreeMap<u32, f64>,
     /// Distinct notes.
     pub notes: Vec<String>,
+    /// Where the runs were kept from an earlier report: that run (see [`carry_over`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier_run: Option<String>,
 }
 
 /// A checked line.
@@ -356,6 +395,9 @@ pub struct Outcome {
     pub busy_runs: usize,
     /// `pass`, `miss`, `info` or `not run`.
     pub result: String,
+    /// Set when the figure was kept from an earlier report: that run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier_run: Option<String>,
 }
 
 /// The whole report.
@@ -391,6 +433,7 @@ fn collect(records: &[Record]) -> Vec<Series> {
                     load1: None,
                     busy: BTreeMap::new(),
                     notes: Vec::new(),
+                    earlier_run: r.earlier_run.clone(),
                 });
                 out.len() - 1
             }
@@ -482,7 +525,39 @@ fn check(line: &Line, series: &[Series]) -> Outcome {
         ratio,
         busy_runs,
         result: result.to_owned(),
+        earlier_run: fig.and_then(|f| f.earlier_run.clone()),
     }
+}
+
+/// What [`carry_over`] reads of an earlier `docs/benchmarks.json`.
+#[derive(Debug, Deserialize)]
+pub struct EarlierReport {
+    /// Its machine (for when it ran and on which commit).
+    pub machine: Machine,
+    /// Its records.
+    pub records: Vec<Record>,
+}
+
+/// Adds to `records` the earlier report's records of every row this run has no record
+/// of (a run with `BENCH_ONLY`), each marked with the run that measured it, so that a
+/// partial run updates its rows and keeps the others, saying where they come from.
+pub fn carry_over(records: &mut Vec<Record>, earlier: EarlierReport) {
+    let measured: std::collections::BTreeSet<String> =
+        records.iter().map(|r| r.row.clone()).collect();
+    let run = format!(
+        "{} on `{}`",
+        earlier.machine.started_at, earlier.machine.commit
+    );
+    records.extend(
+        earlier
+            .records
+            .into_iter()
+            .filter(|r| !measured.contains(&r.row))
+            .map(|mut r| {
+                r.earlier_run.get_or_insert_with(|| run.clone());
+                r
+            }),
+    );
 }
 
 /// Checks every line against `records`.
@@ -604,6 +679,21 @@ pub fn markdown(report: &Report) -> String {
             .collect();
         let _ = writeln!(md, "Settings: {}.", s.join(", "));
     }
+    let mut kept: Vec<&str> = report
+        .series
+        .iter()
+        .filter(|s| s.earlier_run.is_some())
+        .map(|s| s.row.as_str())
+        .collect();
+    kept.dedup();
+    if !kept.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nRows not measured in this run keep the figures of the run that last measured \
+             them (named in their result column): {}.",
+            kept.join(", ")
+        );
+    }
     let _ = writeln!(
         md,
         "\nFigures are min / **median** / max over the runs; a target is checked on the median \
@@ -615,6 +705,10 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for o in &report.lines {
+        // A context line whose series was not measured (BENCH_BEFORE unset) says nothing.
+        if o.result == "info" && o.figure.is_none() && o.earlier_run.is_none() {
+            continue;
+        }
         let fig = o
             .figure
             .map(|s| mmm(&s, &o.unit))
@@ -633,7 +727,10 @@ pub fn markdown(report: &Report) -> String {
             base,
             ratio_text(o),
             o.line.target,
-            result_text(&o.result)
+            match &o.earlier_run {
+                Some(run) => format!("{} (earlier run: {run})", result_text(&o.result)),
+                None => result_text(&o.result).to_owned(),
+            }
         );
     }
     let _ = writeln!(md, "\n### Every series\n");
@@ -729,6 +826,39 @@ mod tests {
         assert_eq!(burst.result, "miss");
         let zipf = r.lines.iter().find(|o| o.line.row == "zipf").unwrap();
         assert_eq!(zipf.result, "not run");
+    }
+
+    #[test]
+    fn a_partial_run_keeps_the_other_rows_of_the_earlier_report_and_says_so() {
+        let mut earlier_machine = Machine::default();
+        earlier_machine.started_at = "2026-12-01T10:00:00Z".into();
+        earlier_machine.commit = "abc123".into();
+        let earlier = EarlierReport {
+            machine: earlier_machine,
+            records: vec![
+                rec("http_l1", "nginx", 0, 1.0),
+                rec("http_l1", "tm-local", 0, 1.0),
+                rec("burst", "store reads", 0, 1.0),
+            ],
+        };
+        let mut records = vec![
+            rec("http_l1", "nginx", 0, 100.0),
+            rec("http_l1", "tm-local", 0, 70.0),
+        ];
+        carry_over(&mut records, earlier);
+        let r = build(Machine::default(), BTreeMap::new(), records);
+        let l1 = r.lines.iter().find(|o| o.line.row == "http_l1").unwrap();
+        assert_eq!(l1.ratio.unwrap().median, 0.7, "this run's figures win");
+        assert_eq!(l1.earlier_run, None);
+        let burst = r.lines.iter().find(|o| o.line.row == "burst").unwrap();
+        assert_eq!(burst.result, "pass");
+        assert_eq!(
+            burst.earlier_run.as_deref(),
+            Some("2026-12-01T10:00:00Z on `abc123`")
+        );
+        let md = markdown(&r);
+        assert!(md.contains("(earlier run: 2026-12-01T10:00:00Z on `abc123`)"));
+        assert!(md.contains("keep the figures of the run that last measured them"));
     }
 
     #[test]

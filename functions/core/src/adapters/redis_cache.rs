@@ -347,34 +347,33 @@ impl SharedCache for RedisCache {
         let hash = self.key_of(&key.svc);
         let negative = self.negative_key_of(key);
         let hfield = health_field(key.version.as_str());
-        // One round trip: the version's field, its health field and its negative key
-        // (same slot).
-        let mut pipe = redis::pipe();
-        pipe.cmd("HMGET")
-            .arg(&hash)
-            .arg(key.version.as_str())
-            .arg(&hfield)
-            .cmd("GET")
-            .arg(&negative);
-        let pipe = &pipe;
-        let ((field, health), absent): ((Option<String>, Option<String>), Option<String>) = self
+        // A hit is one round trip: the version's field and its health field. Only when the
+        // field is absent is the negative key read (same slot): a second round trip, on
+        // the path that goes on to the store anyway.
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&hash).arg(key.version.as_str()).arg(&hfield);
+        let cmd = &cmd;
+        let (field, health): (Option<String>, Option<String>) = self
             .link
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .run(|mut c| async move { cmd.query_async(&mut c).await })
             .await?;
-        let entry = match (field, absent) {
-            (Some(j), _) => {
-                let health = health
-                    .map(|h| self.decode_health(&hash, &hfield, &h))
-                    .transpose()?;
-                Some(
-                    self.decode(&hash, key.version.as_str(), &j)?
-                        .with_health(health),
-                )
-            }
-            (None, Some(j)) => Some(self.decode(&negative, "-", &j)?),
-            (None, None) => None,
-        };
-        Ok(entry)
+        if let Some(j) = field {
+            let health = health
+                .map(|h| self.decode_health(&hash, &hfield, &h))
+                .transpose()?;
+            return Ok(Some(
+                self.decode(&hash, key.version.as_str(), &j)?
+                    .with_health(health),
+            ));
+        }
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&negative);
+        let cmd = &cmd;
+        let absent: Option<String> = self
+            .link
+            .run(|mut c| async move { cmd.query_async(&mut c).await })
+            .await?;
+        absent.map(|j| self.decode(&negative, "-", &j)).transpose()
     }
 
     async fn versions(&self, svc: &ServiceKey) -> Result<Option<Vec<CachedRoute>>> {
