@@ -214,7 +214,7 @@ fi
   --set "BENCH_RUNS=$RUNS" --set "BENCH_DURATION=${DURATION}s" --set "wrk=-t$THREADS -c$CONNS" \
   --set "BENCH_ZIPF_RESOLVES=$ZIPF_RESOLVES" --set "BENCH_MEM_RESOLVES=$MEM_RESOLVES" \
   --set "BENCH_PROP_CHANGES=$PROP_CHANGES" --set "TM_L1_TTL_MS=$L1_TTL_MS" \
-  --set "BENCH_ONLY=$(echo $ONLY)"
+  --set "BENCH_ONLY=$(echo $ONLY)" --set "BENCH_QUIET_MAX=$QUIET_MAX"
 log "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- helpers for servers

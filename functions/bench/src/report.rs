@@ -8,8 +8,9 @@
 //! "exactly" targets, which every run must meet.
 //!
 //! A ratio is only as good as the quiet it was taken in: a run in which other processes
-//! kept more than [`BUSY_LIMIT`] cores busy (bench.sh samples it around each run) is left
-//! out of every ratio, and a ratio target none of whose runs was quiet is "not judged".
+//! kept more than the run's `BENCH_QUIET_MAX` cores busy ([`BUSY_LIMIT`] unless the settings
+//! name another; bench.sh samples it around each run) is left out of every ratio, and a
+//! ratio target none of whose runs was quiet is "not judged".
 
 use crate::record::{Machine, Record};
 use crate::stats::{Summary, summarize};
@@ -17,8 +18,18 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// The most CPU cores other processes may keep busy around a run whose ratio counts.
+/// The most CPU cores other processes may keep busy around a run whose ratio counts, when
+/// the run's settings do not name `BENCH_QUIET_MAX`.
 pub const BUSY_LIMIT: f64 = 0.5;
+
+/// The busy limit of a run: its `BENCH_QUIET_MAX` setting, or [`BUSY_LIMIT`].
+fn busy_limit(settings: &BTreeMap<String, String>) -> f64 {
+    settings
+        .get("BENCH_QUIET_MAX")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(BUSY_LIMIT)
+}
 
 /// How a line's target is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -461,7 +472,7 @@ fn collect(records: &[Record]) -> Vec<Series> {
     out
 }
 
-fn check(line: &Line, series: &[Series]) -> Outcome {
+fn check(line: &Line, series: &[Series], busy_limit: f64) -> Outcome {
     let find = |name: &str| {
         series
             .iter()
@@ -469,7 +480,7 @@ fn check(line: &Line, series: &[Series]) -> Outcome {
     };
     let fig = find(line.series);
     let base = line.baseline.and_then(find);
-    let quiet = |s: &Series, run: &u32| s.busy.get(run).is_none_or(|b| *b <= BUSY_LIMIT);
+    let quiet = |s: &Series, run: &u32| s.busy.get(run).is_none_or(|b| *b <= busy_limit);
     let mut busy_runs = 0;
     let ratio = match (fig, base) {
         (Some(f), Some(b)) => {
@@ -563,7 +574,8 @@ pub fn carry_over(records: &mut Vec<Record>, earlier: EarlierReport) {
 /// Checks every line against `records`.
 pub fn build(machine: Machine, settings: BTreeMap<String, String>, records: Vec<Record>) -> Report {
     let series = collect(&records);
-    let lines = LINES.iter().map(|l| check(l, &series)).collect();
+    let limit = busy_limit(&settings);
+    let lines = LINES.iter().map(|l| check(l, &series, limit)).collect();
     Report {
         machine,
         settings,
@@ -736,14 +748,24 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(md, "\n### Every series\n");
     let _ = writeln!(
         md,
-        "| row | series | runs | min | median | max | unit | load (1 min) | notes |"
+        "| row | series | runs | min | median | max | unit | load (1 min, the bench's own included) | other processes (cores busy) | notes |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for s in &report.series {
         let Some(sum) = s.summary else { continue };
         let load = s
             .load1
             .map(|(lo, hi)| format!("{lo:.1}–{hi:.1}"))
+            .unwrap_or_default();
+        // The quiet gate's samples (bench.sh), where this series has them.
+        let busy = s
+            .busy
+            .values()
+            .fold(None, |acc: Option<(f64, f64)>, b| match acc {
+                None => Some((*b, *b)),
+                Some((lo, hi)) => Some((lo.min(*b), hi.max(*b))),
+            })
+            .map(|(lo, hi)| format!("{lo:.2}–{hi:.2}"))
             .unwrap_or_default();
         let mut notes = s.notes.clone();
         if notes.len() > 3 {
@@ -753,7 +775,7 @@ pub fn markdown(report: &Report) -> String {
         }
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.row,
             s.series,
             sum.n,
@@ -762,6 +784,7 @@ pub fn markdown(report: &Report) -> String {
             num(sum.max),
             s.unit,
             load,
+            busy,
             notes.join("; ").replace('|', "\\|")
         );
     }
@@ -830,9 +853,11 @@ mod tests {
 
     #[test]
     fn a_partial_run_keeps_the_other_rows_of_the_earlier_report_and_says_so() {
-        let mut earlier_machine = Machine::default();
-        earlier_machine.started_at = "2026-12-01T10:00:00Z".into();
-        earlier_machine.commit = "abc123".into();
+        let earlier_machine = Machine {
+            started_at: "2026-12-01T10:00:00Z".into(),
+            commit: "abc123".into(),
+            ..Default::default()
+        };
         let earlier = EarlierReport {
             machine: earlier_machine,
             records: vec![
@@ -859,6 +884,67 @@ mod tests {
         let md = markdown(&r);
         assert!(md.contains("(earlier run: 2026-12-01T10:00:00Z on `abc123`)"));
         assert!(md.contains("keep the figures of the run that last measured them"));
+    }
+
+    #[test]
+    fn runs_on_a_busy_machine_are_left_out_of_ratios_and_shown() {
+        let busy = |row: &str, series: &str, run: u32, value: f64, cores: f64| {
+            let mut r = rec(row, series, run, value);
+            r.busy = Some(cores);
+            r
+        };
+        let records = vec![
+            busy("http_l1", "nginx", 0, 100.0, 0.1),
+            busy("http_l1", "tm-local", 0, 70.0, 0.1),
+            // A build ran beside this run: its 30 % would fail the target.
+            busy("http_l1", "nginx", 1, 100.0, 1.4),
+            busy("http_l1", "tm-local", 1, 30.0, 1.4),
+            busy("http_l2", "redis-benchmark GET", 0, 100.0, 0.9),
+            busy("http_l2", "tm-local", 0, 60.0, 0.9),
+        ];
+        let r = build(Machine::default(), BTreeMap::new(), records);
+        let l1 = r.lines.iter().find(|o| o.line.row == "http_l1").unwrap();
+        assert_eq!(l1.ratio.unwrap().median, 0.7, "only the quiet run counts");
+        assert_eq!((l1.busy_runs, l1.result.as_str()), (1, "pass"));
+        let l2 = r.lines.iter().find(|o| o.line.row == "http_l2").unwrap();
+        assert_eq!(l2.result, "not judged", "no quiet run: no verdict");
+        let md = markdown(&r);
+        assert!(md.contains("1 left out: machine busy"), "{md}");
+        assert!(
+            md.contains("| 0.10–1.40 |"),
+            "the busy samples are shown: {md}"
+        );
+    }
+
+    #[test]
+    fn the_busy_limit_is_the_runs_bench_quiet_max() {
+        let busy = |series: &str, run: u32, value: f64, cores: f64| {
+            let mut r = rec("http_l1", series, run, value);
+            r.busy = Some(cores);
+            r
+        };
+        let records = || {
+            vec![
+                busy("nginx", 0, 100.0, 0.1),
+                busy("tm-local", 0, 70.0, 0.1),
+                busy("nginx", 1, 100.0, 0.8),
+                busy("tm-local", 1, 30.0, 0.8),
+            ]
+        };
+        let l1 = |settings: BTreeMap<String, String>| {
+            let r = build(Machine::default(), settings, records());
+            let o = r
+                .lines
+                .into_iter()
+                .find(|o| o.line.row == "http_l1")
+                .unwrap();
+            (o.busy_runs, o.ratio.unwrap().n)
+        };
+        assert_eq!(l1(BTreeMap::new()), (1, 1), "0.5 by default");
+        let loose = BTreeMap::from([("BENCH_QUIET_MAX".to_owned(), "1.0".to_owned())]);
+        assert_eq!(l1(loose), (0, 2), "a looser limit counts both runs");
+        let bad = BTreeMap::from([("BENCH_QUIET_MAX".to_owned(), "lots".to_owned())]);
+        assert_eq!(l1(bad), (1, 1), "an unreadable setting keeps the default");
     }
 
     #[test]
