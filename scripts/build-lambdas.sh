@@ -61,18 +61,8 @@ if [ ${#bins[@]} -eq 0 ]; then
   exit 1
 fi
 
-# rdkafka's `ssl` feature links OpenSSL statically. cargo-lambda's zig toolchain does not
-# search Debian's multiarch include folder, where opensslconf.h lives, so give openssl-sys
-# one folder that holds both halves of the headers.
-ossl="$TM_CACHE/openssl-include"
-if [ ! -e "$ossl/openssl/opensslconf.h" ]; then
-  mkdir -p "$ossl/openssl"
-  ln -sf /usr/include/openssl/* "$ossl/openssl/"
-  ln -sf /usr/include/x86_64-linux-gnu/openssl/* "$ossl/openssl/"
-fi
-export X86_64_UNKNOWN_LINUX_GNU_OPENSSL_INCLUDE_DIR="$ossl"
-export X86_64_UNKNOWN_LINUX_GNU_OPENSSL_LIB_DIR=/usr/lib/x86_64-linux-gnu
-export X86_64_UNKNOWN_LINUX_GNU_OPENSSL_STATIC=1
+# No OpenSSL variables: rdkafka's `ssl-vendored` (Cargo.toml) builds librdkafka's OpenSSL
+# from source with the target's compiler and links it statically.
 
 # The lambda-release profile (Cargo.toml): release, optimised for size.
 cmd=(cargo lambda build --profile lambda-release --x86-64)

@@ -10,10 +10,10 @@ mkdir -p "$TM_CACHE"
 log() { echo "[install-tools] $*" >&2; }
 
 install_system_packages() {
-  # rdkafka's `ssl` feature links OpenSSL (found through pkg-config); the Redis tests use
+  # rdkafka's `ssl-vendored` builds OpenSSL from source (perl, make); the Redis tests use
   # redis-server, redis-cli and openssl; DynamoDB Local needs a Java runtime.
   local missing=()
-  for pkg in libssl-dev pkg-config openssl redis-server default-jre-headless; do
+  for pkg in perl make pkg-config openssl redis-server default-jre-headless; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if command -v java >/dev/null 2>&1; then
