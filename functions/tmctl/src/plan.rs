@@ -1,10 +1,11 @@
 //! The plan: what applying a routes file would change, route by route and field by
-//! field (endpoints added, removed or changed, weight changes, ttl, labels, `active`),
+//! field (endpoints added, removed or changed, weight changes, ttl, labels, health check,
+//! `active`),
 //! computed against what the server holds. Pure: no I/O, so every rule is unit-tested.
 
 use crate::api::RouteRef;
 use crate::error::{CtlError, Result};
-use crate::spec::Desired;
+use crate::spec::{BODY_KEYS, Desired};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +41,7 @@ pub struct Detail {
     /// Added, removed or changed.
     pub op: Op,
     /// What: `endpoint blue`, `endpoint blue weight`, `ttl_seconds`, `label team`,
-    /// `active`, `endpoint order`.
+    /// `health_check`, `active`, `endpoint order`.
     pub what: String,
     /// The deployed value (absent when added).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,7 +104,7 @@ impl Plan {
 pub struct Deployed {
     /// The revision (for `If-Match`).
     pub revision: u64,
-    /// Endpoints, ttl, labels and `active`, with defaults applied.
+    /// Endpoints, ttl, labels, health check and `active`, with defaults applied.
     pub spec: RouteSpec,
 }
 
@@ -123,9 +124,17 @@ pub fn deployed_from(items: &[Value]) -> Result<BTreeMap<RouteRef, Deployed>> {
             )));
         };
         let mut body = Map::new();
-        for k in ["endpoints", "ttl_seconds", "labels", "active"] {
+        for k in BODY_KEYS {
             if let Some(v) = doc.get(k) {
                 body.insert(k.to_owned(), v.clone());
+            }
+        }
+        // Each endpoint's `health` is the server's view, not part of what is set.
+        if let Some(Value::Array(eps)) = body.get_mut("endpoints") {
+            for ep in eps {
+                if let Some(m) = ep.as_object_mut() {
+                    m.remove("health");
+                }
             }
         }
         let spec =
@@ -331,6 +340,21 @@ pub fn diff(old: &RouteSpec, new: &RouteSpec, creating: bool) -> Vec<Detail> {
             });
         }
     }
+    if old.health_check != new.health_check {
+        let show = |c: &Option<tm_core::domain::health::HealthCheck>| {
+            c.as_ref().and_then(|c| serde_json::to_value(c).ok())
+        };
+        out.push(Detail {
+            op: match (&old.health_check, &new.health_check) {
+                (None, _) => Op::Add,
+                (_, None) => Op::Remove,
+                _ => Op::Change,
+            },
+            what: "health_check".into(),
+            from: show(&old.health_check),
+            to: show(&new.health_check),
+        });
+    }
     if creating || old.active != new.active {
         out.push(Detail {
             op: if creating { Op::Add } else { Op::Change },
@@ -462,6 +486,55 @@ mod tests {
             .map(|d| d.what.as_str())
             .collect();
         assert_eq!(whats, ["endpoint order", "ttl_seconds", "active"]);
+    }
+
+    #[test]
+    fn adding_changing_and_removing_a_health_check_are_changes() {
+        const PLAIN: &str = r#"{"endpoints":[{"id":"blue","url":"https://blue.x","weight":80,"priority":0,"status":"active"},{"id":"green","url":"https://green.x","weight":20,"priority":0,"status":"active"}],"ttl_seconds":30,"labels":{},"active":true}"#;
+        const CHECKED: &str = r#"{"endpoints":[{"id":"blue","url":"https://blue.x","weight":80,"priority":0,"status":"active","health":{"status":"unhealthy","since":"2026-12-01T10:00:00Z"}},{"id":"green","url":"https://green.x","weight":20,"priority":0,"status":"active"}],"ttl_seconds":30,"labels":{},"health_check":{"path":"/healthz","interval_seconds":10},"active":true}"#;
+        let with_check = |interval: u32| {
+            desired(&format!(
+                "{CHECKOUT}    health_check: {{path: /healthz, interval_seconds: {interval}}}\n"
+            ))
+        };
+        let what = |p: &Plan| -> Vec<(Op, String)> {
+            p.changes
+                .iter()
+                .flat_map(|c| c.details.iter().map(|d| (d.op, d.what.clone())))
+                .collect()
+        };
+        let added = plan(
+            &with_check(10),
+            &deployed(&[("checkout/prod/2.3.1", 1, PLAIN)]),
+            false,
+        );
+        assert_eq!(what(&added), [(Op::Add, "health_check".to_owned())]);
+        assert_eq!(
+            added.changes[0].details[0].to.as_ref().unwrap()["path"],
+            "/healthz"
+        );
+        let same = plan(
+            &with_check(10),
+            &deployed(&[("checkout/prod/2.3.1", 2, CHECKED)]),
+            false,
+        );
+        assert!(
+            !same.has_changes(),
+            "endpoint health is not a difference: {same:?}"
+        );
+        let changed = plan(
+            &with_check(30),
+            &deployed(&[("checkout/prod/2.3.1", 2, CHECKED)]),
+            false,
+        );
+        assert_eq!(what(&changed), [(Op::Change, "health_check".to_owned())]);
+        let removed = plan(
+            &desired(CHECKOUT),
+            &deployed(&[("checkout/prod/2.3.1", 2, CHECKED)]),
+            false,
+        );
+        assert_eq!(what(&removed), [(Op::Remove, "health_check".to_owned())]);
+        assert!(removed.changes[0].details[0].to.is_none());
     }
 
     #[test]

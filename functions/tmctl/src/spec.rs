@@ -11,6 +11,7 @@
 //!     version: 2.3.1
 //!     ttl_seconds: 30
 //!     labels: {team: payments}
+//!     health_check: {path: /healthz, interval_seconds: 10}
 //!     endpoints:
 //!       - {id: blue, url: "https://blue.checkout.acme.internal:8443", weight: 90}
 //!       - {id: green, url: "https://green.checkout.acme.internal:8443", weight: 10}
@@ -44,16 +45,24 @@ pub struct Desired {
     pub routes: BTreeMap<RouteRef, DesiredRoute>,
 }
 
-const ROUTE_KEYS: [&str; 7] = [
+const ROUTE_KEYS: [&str; 8] = [
     "service",
     "env",
     "version",
     "endpoints",
     "ttl_seconds",
     "labels",
+    "health_check",
     "active",
 ];
-const BODY_KEYS: [&str; 4] = ["endpoints", "ttl_seconds", "labels", "active"];
+/// The route document's settable fields: what a routes file sets and a plan compares.
+pub const BODY_KEYS: [&str; 5] = [
+    "endpoints",
+    "ttl_seconds",
+    "labels",
+    "health_check",
+    "active",
+];
 
 /// Parses the text of a routes file. `source` names it in errors.
 pub fn parse(text: &str, source: &str) -> Result<Desired> {
@@ -270,6 +279,25 @@ routes:
             assert_eq!(e.exit_code(), crate::error::code::USAGE);
             assert!(e.to_string().contains(needle), "{e} should name {needle}");
         }
+    }
+
+    #[test]
+    fn a_health_check_is_part_of_the_body_with_its_defaults() {
+        let d = parse(
+            "tenant: acme\nroutes:\n  - service: s\n    env: e\n    version: '1'\n    health_check: {path: /healthz, interval_seconds: 10}\n    endpoints: [{id: a, url: 'https://a.x'}]\n",
+            "f",
+        )
+        .unwrap();
+        let r = d.routes.values().next().unwrap();
+        assert_eq!(r.body["health_check"]["path"], "/healthz");
+        let check = r.spec.health_check.as_ref().expect("health check kept");
+        assert_eq!(check.interval_seconds, 10);
+        let bad = parse(
+            "tenant: acme\nroutes:\n  - service: s\n    env: e\n    version: '1'\n    health_check: {path: /healthz, interval_seconds: 5}\n    endpoints: [{id: a, url: 'https://a.x'}]\n",
+            "f",
+        )
+        .expect_err("interval below 10 s");
+        assert!(bad.to_string().contains("health_check.interval"), "{bad}");
     }
 
     #[test]
