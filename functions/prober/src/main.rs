@@ -11,6 +11,7 @@ use tm_core::adapters::http_probe::HyperProbe;
 use tm_core::adapters::kafka::KafkaCluster;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::config::Config;
+use tm_core::metrics::emf::Emf;
 use tm_core::services::prober::{Prober, ProberSettings};
 use tm_core::services::write::AfterCommit;
 use tm_prober::{ProberHandler, ProberReport};
@@ -26,6 +27,8 @@ const PUBLISH_DEADLINE: Duration = Duration::from_millis(500);
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tm_core::logging::init();
+    // Before anything records (tm_core::metrics): EMF lines on stdout.
+    let emf = Emf::install_from_env()?.map(Arc::new);
     let config = Config::from_env()?;
     let cluster = KafkaCluster::from_config(&config)
         .await
@@ -45,8 +48,15 @@ async fn main() -> Result<(), Error> {
     ));
     let handler = Arc::new(ProberHandler::new(prober, BUDGET, settings.second, GRACE));
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
-        let handler = handler.clone();
-        async move { Ok::<ProberReport, Error>(handler.handle().await) }
+        let (handler, emf) = (handler.clone(), emf.clone());
+        async move {
+            let report = handler.handle().await;
+            // One invocation a minute: its figures go out before the environment freezes.
+            if let Some(emf) = &emf {
+                emf.flush();
+            }
+            Ok::<ProberReport, Error>(report)
+        }
     }))
     .await
 }

@@ -76,8 +76,9 @@ impl WriteHandler {
 
     /// Answers one request; never fails (errors are responses).
     pub async fn handle(&self, req: Request) -> Response<Body> {
+        let started = std::time::Instant::now();
         let span = tracing::info_span!("write", correlation_id = tracing::field::Empty);
-        apigw::serve(&req, |adm| {
+        let resp = apigw::serve(&req, |adm| {
             span.record("correlation_id", adm.correlation_id.as_str());
             async {
                 let cid = adm.correlation_id.clone();
@@ -85,7 +86,9 @@ impl WriteHandler {
             }
             .instrument(span.clone())
         })
-        .await
+        .await;
+        tm_core::metrics::figures().wrote(resp.status().as_u16(), started.elapsed());
+        resp
     }
 
     async fn dispatch(&self, req: &Request, adm: Admitted) -> Result<Response<String>> {

@@ -10,6 +10,7 @@ use tm_core::adapters::kafka::KafkaCluster;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::config::Config;
 use tm_core::cursor::CursorKey;
+use tm_core::metrics::emf::Emf;
 use tm_core::services::write::{AfterCommit, WriteService};
 use tm_http::throttle::Throttle;
 use tm_write::WriteHandler;
@@ -21,6 +22,8 @@ const PUBLISH_DEADLINE: Duration = Duration::from_millis(250);
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tm_core::logging::init();
+    // Before anything records (tm_core::metrics): EMF lines on stdout.
+    let emf = Emf::install_from_env()?.map(Arc::new);
     let config = Config::from_env()?;
     let cursor_secret = config
         .cursor_secret
@@ -51,14 +54,19 @@ async fn main() -> Result<(), Error> {
     );
     let handler = Arc::new(WriteHandler::new(service));
     lambda_http::run(service_fn(move |req| {
-        let (handler, throttle) = (handler.clone(), throttle.clone());
+        let (handler, throttle, emf) = (handler.clone(), throttle.clone(), emf.clone());
         async move {
-            if let Some(throttle) = &throttle
-                && let Some(too_many) = throttle.check(&req).await
-            {
-                return Ok::<_, Error>(too_many);
+            let resp = match &throttle {
+                Some(throttle) => match throttle.check(&req).await {
+                    Some(too_many) => too_many,
+                    None => handler.handle(req).await,
+                },
+                None => handler.handle(req).await,
+            };
+            if let Some(emf) = &emf {
+                emf.after_invocation();
             }
-            Ok(handler.handle(req).await)
+            Ok::<_, Error>(resp)
         }
     }))
     .await

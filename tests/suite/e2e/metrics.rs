@@ -46,6 +46,13 @@ async fn metrics_are_prometheus_text_without_a_token_and_move_with_resolves() {
         first.text
     );
     assert_eq!(sample(&first.text, "tm_resolve_requests_total", ""), 0.0);
+    assert!(
+        first
+            .text
+            .contains("# TYPE tm_write_requests_total counter"),
+        "{}",
+        first.text
+    );
 
     // WHEN a route is created and resolved four times (L2 or store, then L1 hits) and an
     // unknown route twice
@@ -86,6 +93,15 @@ async fn metrics_are_prometheus_text_without_a_token_and_move_with_resolves() {
     );
     assert!(sample(t, "tm_resolve_latency_seconds_sum", "") > 0.0, "{t}");
     assert_eq!(sample(t, "tm_resolve_negative_total", ""), 2.0, "{t}");
+    // (the management API: one PUT answered 201)
+    assert_eq!(
+        sample(t, "tm_write_requests_total", "status=\"2xx\""),
+        1.0,
+        "{t}"
+    );
+    assert_eq!(sample(t, "tm_write_requests_total", ""), 1.0, "{t}");
+    assert_eq!(sample(t, "tm_write_latency_seconds_count", ""), 1.0, "{t}");
+    assert_eq!(sample(t, "tm_publish_deferred_total", ""), 0.0, "{t}");
     assert_eq!(
         sample(t, "tm_resolve_negative_total", "layer=\"hit-l1\""),
         1.0,
@@ -158,6 +174,11 @@ fn the_grafana_dashboard_shows_every_figure_from_cloudwatch_and_from_prometheus(
         m::DEAD_LETTERS,
         m::OUTBOX_BACKLOG,
         m::OUTBOX_PUBLISHED,
+        m::WRITE_REQUESTS,
+        m::WRITE_LATENCY,
+        m::PUBLISH_DEFERRED,
+        m::HEALTH_PROBES,
+        m::HEALTH_TRANSITIONS,
     ] {
         assert!(cloudwatch.contains(&name), "no CloudWatch panel for {name}");
         assert!(prometheus.contains(name), "no Prometheus panel for {name}");

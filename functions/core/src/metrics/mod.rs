@@ -19,6 +19,11 @@
 //! | `tm_consumer_dead_letters_total` | counter | | records sent to the dead-letter topic |
 //! | `tm_outbox_backlog` | gauge | | outbox entries the relay found pending at its last read (at most one batch, 100) |
 //! | `tm_outbox_published_total` | counter | | events the relay published |
+//! | `tm_write_requests_total` | counter | `status` | management API requests answered, by status class (`2xx`, `3xx`, `4xx`, `5xx`) |
+//! | `tm_write_latency_seconds` | histogram | | time to answer a management API request, in the function |
+//! | `tm_publish_deferred_total` | counter | | events a write or the prober committed but could not publish within its deadline: left in the outbox for the relay |
+//! | `tm_health_probes_total` | counter | | health probes made by the prober |
+//! | `tm_health_transitions_total` | counter | | endpoint health transitions the prober recorded |
 
 #[cfg(feature = "emf")]
 pub mod emf;
@@ -48,6 +53,16 @@ pub const DEAD_LETTERS: &str = "tm_consumer_dead_letters_total";
 pub const OUTBOX_BACKLOG: &str = "tm_outbox_backlog";
 /// Published events.
 pub const OUTBOX_PUBLISHED: &str = "tm_outbox_published_total";
+/// Management API requests, by status class.
+pub const WRITE_REQUESTS: &str = "tm_write_requests_total";
+/// Management API latency.
+pub const WRITE_LATENCY: &str = "tm_write_latency_seconds";
+/// Events left in the outbox for the relay after a missed publish.
+pub const PUBLISH_DEFERRED: &str = "tm_publish_deferred_total";
+/// Health probes made.
+pub const HEALTH_PROBES: &str = "tm_health_probes_total";
+/// Endpoint health transitions recorded.
+pub const HEALTH_TRANSITIONS: &str = "tm_health_transitions_total";
 
 /// Histogram buckets (Prometheus) for the latency, in seconds: 50 µs to 2.5 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -103,6 +118,27 @@ pub fn describe() {
         "Outbox entries pending at the relay's last read (at most one batch)"
     );
     metrics::describe_counter!(OUTBOX_PUBLISHED, Unit::Count, "Events the relay published");
+    metrics::describe_counter!(
+        WRITE_REQUESTS,
+        Unit::Count,
+        "Management API requests answered, by status class"
+    );
+    metrics::describe_histogram!(
+        WRITE_LATENCY,
+        Unit::Seconds,
+        "Time to answer a management API request, in the function"
+    );
+    metrics::describe_counter!(
+        PUBLISH_DEFERRED,
+        Unit::Count,
+        "Committed events not published within the deadline, left for the outbox relay"
+    );
+    metrics::describe_counter!(HEALTH_PROBES, Unit::Count, "Health probes made");
+    metrics::describe_counter!(
+        HEALTH_TRANSITIONS,
+        Unit::Count,
+        "Endpoint health transitions recorded"
+    );
 }
 
 /// The registered handles.
@@ -117,6 +153,24 @@ pub struct Figures {
     dead_letters: Counter,
     backlog: Gauge,
     published: Counter,
+    write_by_class: [Counter; 4],
+    write_latency: Histogram,
+    deferred: Counter,
+    probes: Counter,
+    transitions: Counter,
+}
+
+const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// The slot of a status code's class in [`STATUS_CLASSES`] (1xx counts as 2xx: none are
+/// answered).
+fn class_slot(status: u16) -> usize {
+    match status {
+        300..=399 => 1,
+        400..=499 => 2,
+        500.. => 3,
+        _ => 0,
+    }
 }
 
 const LAYERS: [CacheSource; 4] = [
@@ -151,6 +205,11 @@ pub fn figures() -> &'static Figures {
         dead_letters: metrics::counter!(DEAD_LETTERS),
         backlog: metrics::gauge!(OUTBOX_BACKLOG),
         published: metrics::counter!(OUTBOX_PUBLISHED),
+        write_by_class: STATUS_CLASSES.map(|c| metrics::counter!(WRITE_REQUESTS, "status" => c)),
+        write_latency: metrics::histogram!(WRITE_LATENCY),
+        deferred: metrics::counter!(PUBLISH_DEFERRED),
+        probes: metrics::counter!(HEALTH_PROBES),
+        transitions: metrics::counter!(HEALTH_TRANSITIONS),
     })
 }
 
@@ -201,5 +260,40 @@ impl Figures {
     /// The relay published `n` events.
     pub fn published(&self, n: usize) {
         self.published.increment(n as u64);
+    }
+
+    /// One management API request answered with `status`, in `took`.
+    pub fn wrote(&self, status: u16, took: Duration) {
+        self.write_by_class[class_slot(status)].increment(1);
+        self.write_latency.record(took.as_secs_f64());
+    }
+
+    /// One committed event left in the outbox for the relay.
+    pub fn publish_deferred(&self) {
+        self.deferred.increment(1);
+    }
+
+    /// A prober round made `probes` probes and recorded `transitions` transitions.
+    pub fn probed(&self, probes: usize, transitions: usize) {
+        self.probes.increment(probes as u64);
+        self.transitions.increment(transitions as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_fall_in_their_class() {
+        let classes: Vec<&str> = [200, 201, 204, 304, 400, 404, 412, 429, 500, 503]
+            .map(|s| STATUS_CLASSES[class_slot(s)])
+            .to_vec();
+        assert_eq!(
+            classes,
+            [
+                "2xx", "2xx", "2xx", "3xx", "4xx", "4xx", "4xx", "4xx", "5xx", "5xx"
+            ]
+        );
     }
 }

@@ -207,6 +207,7 @@ impl Prober {
                 }
             }
         }
+        crate::metrics::figures().probed(report.probes, report.transitions);
         Ok(report)
     }
 

@@ -138,9 +138,11 @@ impl AfterCommit {
                 match sent {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
+                        crate::metrics::figures().publish_deferred();
                         tracing::warn!(error = %e, "publish after commit failed; the relay will retry")
                     }
                     Err(_) => {
+                        crate::metrics::figures().publish_deferred();
                         tracing::warn!("publish after commit timed out; the relay will retry")
                     }
                 }
