@@ -18,6 +18,9 @@
 #   BENCH_ZIPF_ROUTES [100000], BENCH_ZIPF_RESOLVES [1000000], BENCH_ZIPF_RUNS [3]
 #   BENCH_PROP_CHANGES [200], BENCH_PROP_PARALLEL [8], BENCH_PROP_RUNS [3], BENCH_L1_TTL_MS [1000]
 #   BENCH_CONSUMER_BATCHES [100] (of 100 records), BENCH_COLD_RUNS [10]
+#   BENCH_COLD_BIN [unset] the resolve Lambda binary the coldstart row starts, e.g. the
+#                         artifact `sam build` made (.aws-sam/build/ResolveFunction/bootstrap);
+#                         unset: target/lambda-release/tm-resolve, built here
 #   BENCH_MEM_ROUTES [100000], BENCH_MEM_RESOLVES [3000000] (RSS is sampled every 100k;
 #                         the target is read at 1M, "flat" on the last fifth of the run)
 #   BENCH_BEFORE [unset]  path to an older tm-local binary: the HTTP rows then also measure
@@ -197,7 +200,8 @@ scripts/start-services.sh dynamodb
 if want propagation; then scripts/start-services.sh tansu; fi
 log "build (release)"
 cargo build --release --locked -p tm-local -p tm-bench >&2
-if want coldstart; then
+COLD_BIN="${BENCH_COLD_BIN:-$ROOT/target/lambda-release/tm-resolve}"
+if want coldstart && [ -z "${BENCH_COLD_BIN:-}" ]; then
   # The resolve Lambda as it ships: the lambda-release profile (Cargo.toml).
   cargo build --profile lambda-release --locked -p tm-resolve >&2
 fi
@@ -502,7 +506,7 @@ row_consumer() {
 
 row_coldstart() {
   log "coldstart: tm-resolve under a local Runtime API ($COLD_RUNS runs)"
-  "$BENCH" coldstart --bin "$ROOT/target/lambda-release/tm-resolve" --table "$TABLE" --runs "$COLD_RUNS" >>"$RESULTS"
+  "$BENCH" coldstart --bin "$COLD_BIN" --table "$TABLE" --runs "$COLD_RUNS" >>"$RESULTS"
 }
 
 row_memory() {
