@@ -41,8 +41,8 @@ use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType, KeysAndAttributes,
-    Put, ScalarAttributeType, TableStatus, TransactWriteItem, WriteRequest,
+    AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TableStatus, TransactWriteItem, WriteRequest,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,20 +51,14 @@ use std::time::Duration;
 /// builds its client with exactly the version this adapter links.
 pub use aws_sdk_dynamodb;
 
-/// The DynamoDB actions the resolve function's code calls (`get` is one `BatchGetItem`,
-/// `versions` two `Query`s, `ping` a `GetItem`).
-pub const IAM_ACTIONS_READ: &[&str] = &[
-    "dynamodb:BatchGetItem",
-    "dynamodb:GetItem",
-    "dynamodb:Query",
-];
+/// The DynamoDB actions the resolve function's code calls (`get`, `versions`, `ping`).
+pub const IAM_ACTIONS_READ: &[&str] = &["dynamodb:GetItem", "dynamodb:Query"];
 
 /// The DynamoDB actions the write function and the outbox relay call. A
 /// `TransactWriteItems` is authorised per contained action (here only `Put`s), so it
 /// needs `dynamodb:PutItem` and no action of its own; `mark_published` deletes through
 /// `BatchWriteItem`.
 pub const IAM_ACTIONS_WRITE: &[&str] = &[
-    "dynamodb:BatchGetItem",
     "dynamodb:BatchWriteItem",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
@@ -109,9 +103,6 @@ const FILTERED_PAGE: usize = 200;
 const BATCH_WRITE_MAX: usize = 25;
 /// How often unprocessed deletes of one batch are retried.
 const BATCH_WRITE_ATTEMPTS: u32 = 6;
-/// How often a route read asks again for keys DynamoDB left unprocessed (pauses of 20,
-/// 40, 80 ms: well inside the read path's deadline).
-const BATCH_GET_ATTEMPTS: u32 = 4;
 /// How long `create_table_if_missing` waits for a new table to become active.
 const TABLE_ACTIVE_WAIT: Duration = Duration::from_secs(60);
 
@@ -607,74 +598,30 @@ impl DynamoStore {
 
 #[async_trait]
 impl RouteReader for DynamoStore {
-    /// One `BatchGetItem` of the route item and its health item (one request where two
-    /// `GetItem`s would be two; what DynamoDB leaves unprocessed is asked for again).
+    /// Two `GetItem`s at once: the route item and its health item.
     async fn get(&self, key: &RouteKey, read: Consistency) -> Result<Option<StoredRoute>> {
-        let pk = keys::tenant_pk(&key.svc.tenant);
-        let (route_sk, health_sk) = (keys::route_sk(key), keys::health_sk(key));
-        let mut wanted = vec![
-            codec::key(pk.clone(), route_sk.clone()),
-            codec::key(pk, health_sk.clone()),
-        ];
-        let mut found = Vec::with_capacity(2);
-        for attempt in 0..BATCH_GET_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-            }
-            let ask = KeysAndAttributes::builder()
-                .set_keys(Some(wanted))
-                .consistent_read(read == Consistency::Strong)
-                .build()
-                .map_err(build_error)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, ask)
-                .send()
-                .await
-                .map_err(|e| sdk_error("BatchGetItem", e))?;
-            if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
-                found.extend(items.iter().cloned());
-            }
-            wanted = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-            if wanted.is_empty() {
-                break;
-            }
-        }
-        if !wanted.is_empty() {
-            return Err(Error::Unavailable(format!(
-                "dynamodb BatchGetItem: {} of 2 keys left unprocessed",
-                wanted.len()
-            )));
-        }
-        let sk_of = |item: &Item| item.get(keys::SK).and_then(|v| v.as_s().ok()).cloned();
-        let mut route = None;
-        let mut health = None;
-        for item in &found {
-            match sk_of(item) {
-                Some(sk) if sk == route_sk => route = Some(item),
-                Some(sk) if sk == health_sk => health = Some(item),
-                other => {
-                    return Err(Error::Internal(format!(
-                        "dynamodb: BatchGetItem for {key} returned an item with sort key {other:?}"
-                    )));
-                }
-            }
-        }
-        let Some(item) = route else {
+        let route = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::key(
+                keys::tenant_pk(&key.svc.tenant),
+                keys::route_sk(key),
+            )))
+            .consistent_read(read == Consistency::Strong)
+            .send();
+        let (route, health) = tokio::join!(route, self.read_health(key, read));
+        let out = route.map_err(|e| sdk_error("GetItem", e))?;
+        let Some(item) = out.item() else {
             return Ok(None);
         };
-        let (found_key, mut stored) = codec::decode_route(item)?;
-        if &found_key != key {
+        let (found, mut stored) = codec::decode_route(item)?;
+        if &found != key {
             return Err(Error::Internal(format!(
-                "dynamodb: BatchGetItem for {key} returned {found_key}"
+                "dynamodb: GetItem for {key} returned {found}"
             )));
         }
-        stored.health = health.map(codec::decode_health).transpose()?;
+        stored.health = health?;
         Ok(Some(stored))
     }
 
