@@ -1,7 +1,7 @@
 //! The resolve Lambda: reads configuration once per cold start, builds the clients
 //! (DynamoDB, Redis) once, and hands requests to [`tm_resolve::ResolveHandler`].
 
-use lambda_http::{Error, service_fn};
+use lambda_http::Error;
 use std::sync::Arc;
 use tm_core::adapters::guarded::Limits;
 use tm_core::config::Config;
@@ -33,21 +33,14 @@ async fn main() -> Result<(), Error> {
         .map(|limit| Arc::new(Throttle::new(cache.clone(), "resolve", limit)));
     let probes: Vec<Arc<dyn Probe>> = vec![store, cache];
     let handler = Arc::new(ResolveHandler::new(resolver, probes));
-    lambda_http::run(service_fn(move |req| {
-        let (handler, throttle, emf) = (handler.clone(), throttle.clone(), emf.clone());
-        async move {
-            let resp = match &throttle {
-                Some(throttle) => match throttle.check(&req).await {
-                    Some(too_many) => too_many,
-                    None => handler.handle(req).await,
-                },
-                None => handler.handle(req).await,
-            };
-            if let Some(emf) = &emf {
-                emf.after_invocation();
-            }
-            Ok::<_, Error>(resp)
+    let handle = move |req| {
+        let handler = handler.clone();
+        async move { handler.handle(req).await }
+    };
+    let after_invocation = move || {
+        if let Some(emf) = &emf {
+            emf.after_invocation();
         }
-    }))
-    .await
+    };
+    tm_http::lambda::run(throttle, handle, after_invocation).await
 }

@@ -3,7 +3,7 @@
 //! After each commit it publishes the change within a short deadline; whatever misses it
 //! stays in the outbox for the outbox-relay function.
 
-use lambda_http::{Error, service_fn};
+use lambda_http::Error;
 use std::sync::Arc;
 use std::time::Duration;
 use tm_core::adapters::kafka::KafkaCluster;
@@ -53,21 +53,14 @@ async fn main() -> Result<(), Error> {
         CursorKey::new(cursor_secret.expose().as_bytes()),
     );
     let handler = Arc::new(WriteHandler::new(service));
-    lambda_http::run(service_fn(move |req| {
-        let (handler, throttle, emf) = (handler.clone(), throttle.clone(), emf.clone());
-        async move {
-            let resp = match &throttle {
-                Some(throttle) => match throttle.check(&req).await {
-                    Some(too_many) => too_many,
-                    None => handler.handle(req).await,
-                },
-                None => handler.handle(req).await,
-            };
-            if let Some(emf) = &emf {
-                emf.after_invocation();
-            }
-            Ok::<_, Error>(resp)
+    let handle = move |req| {
+        let handler = handler.clone();
+        async move { handler.handle(req).await }
+    };
+    let after_invocation = move || {
+        if let Some(emf) = &emf {
+            emf.after_invocation();
         }
-    }))
-    .await
+    };
+    tm_http::lambda::run(throttle, handle, after_invocation).await
 }
