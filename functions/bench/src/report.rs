@@ -426,6 +426,14 @@ pub struct Report {
     pub records: Vec<Record>,
 }
 
+/// The range `(lo, hi)` grown to take in `x` (a range of one value when there is none).
+fn widen(range: Option<(f64, f64)>, x: f64) -> (f64, f64) {
+    match range {
+        Some((lo, hi)) => (lo.min(x), hi.max(x)),
+        None => (x, x),
+    }
+}
+
 fn collect(records: &[Record]) -> Vec<Series> {
     let mut out: Vec<Series> = Vec::new();
     for r in records {
@@ -455,10 +463,7 @@ fn collect(records: &[Record]) -> Vec<Series> {
             s.busy.insert(r.run, b);
         }
         if let Some(l) = r.load1 {
-            s.load1 = Some(match s.load1 {
-                Some((lo, hi)) => (lo.min(l), hi.max(l)),
-                None => (l, l),
-            });
+            s.load1 = Some(widen(s.load1, l));
         }
         if let Some(n) = &r.note
             && !s.notes.contains(n)
@@ -761,10 +766,7 @@ pub fn markdown(report: &Report) -> String {
         let busy = s
             .busy
             .values()
-            .fold(None, |acc: Option<(f64, f64)>, b| match acc {
-                None => Some((*b, *b)),
-                Some((lo, hi)) => Some((lo.min(*b), hi.max(*b))),
-            })
+            .fold(None, |range, b| Some(widen(range, *b)))
             .map(|(lo, hi)| format!("{lo:.2}–{hi:.2}"))
             .unwrap_or_default();
         let mut notes = s.notes.clone();
