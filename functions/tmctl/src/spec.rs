@@ -45,16 +45,8 @@ pub struct Desired {
     pub routes: BTreeMap<RouteRef, DesiredRoute>,
 }
 
-const ROUTE_KEYS: [&str; 8] = [
-    "service",
-    "env",
-    "version",
-    "endpoints",
-    "ttl_seconds",
-    "labels",
-    "health_check",
-    "active",
-];
+/// The route's names: the rest of a route's keys are [`BODY_KEYS`].
+const NAME_KEYS: [&str; 3] = ["service", "env", "version"];
 /// The route document's settable fields: what a routes file sets and a plan compares.
 pub const BODY_KEYS: [&str; 5] = [
     "endpoints",
@@ -118,20 +110,20 @@ fn parse_route(item: &Yaml, tenant: &str) -> std::result::Result<DesiredRoute, S
         let key = k
             .as_str()
             .ok_or_else(|| format!("unknown key {}", show_key(k)))?;
-        if !ROUTE_KEYS.contains(&key) {
-            return Err(format!(
-                "unknown key `{key}` (known: {})",
-                ROUTE_KEYS.join(", ")
-            ));
-        }
         if BODY_KEYS.contains(&key) {
             body.insert(
                 key.to_owned(),
                 to_json(v).map_err(|m| format!("{key}: {m}"))?,
             );
-        } else {
+        } else if NAME_KEYS.contains(&key) {
             let text = scalar_text(v).ok_or_else(|| format!("`{key}` must be a name"))?;
             names.insert(key, text);
+        } else {
+            return Err(format!(
+                "unknown key `{key}` (known: {}, {})",
+                NAME_KEYS.join(", "),
+                BODY_KEYS.join(", ")
+            ));
         }
     }
     let name = |k: &str| {
