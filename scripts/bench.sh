@@ -196,8 +196,8 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 log "services"
 scripts/start-services.sh redis
 scripts/start-services.sh dynamodb
-# Kafka (Tansu, a 20-minute build the first time) only for the row that uses it.
-if want propagation; then scripts/start-services.sh tansu; fi
+# Kafka (nisshi, a 13-minute build the first time) only for the row that uses it.
+if want propagation; then scripts/start-services.sh kafka; fi
 log "build (release)"
 cargo build --release --locked -p tm-local -p tm-bench >&2
 COLD_BIN="${BENCH_COLD_BIN:-$ROOT/target/lambda-release/tm-resolve}"
@@ -337,15 +337,26 @@ row_http_l1() {
     xc="$(x_cache "$u")"
     [ "$xc" = "hit-l1" ] || { log "expected an L1 hit, got '$xc'"; return 1; }
   done
+  # The bare baseline: tokio + hyper answering the very bytes tm-local answers.
+  local hp hurl
+  hp="$(free_port)"
+  curl -sf -H "Authorization: Bearer $TOKEN_R" "$url" >"$OUT/bare-body.json"
+  "$BENCH" bare --listen "127.0.0.1:$hp" --body-file "$OUT/bare-body.json" &
+  local bare_pid=$!
+  hurl="http://127.0.0.1:$hp/v1/resolve/bench/checkout/prod/latest?key=user-42"
+  local i
+  for ((i = 0; i < 100; i++)); do port_open "$hp" && break; sleep 0.1; done
   warm "$NGINX_URL"
+  warm "$hurl"
   warm -H "Authorization: Bearer $TOKEN_R" "$url"
   warm -H "Authorization: Bearer $TOKEN_R" "$wurl"
   [ -z "$burl" ] || warm -H "Authorization: Bearer $TOKEN_R" "$burl"
-  local r n t w b busy
+  local r n t w b h busy
   for ((r = 0; r < RUNS; r++)); do
     quiet_gate
     if ((r % 2 == 0)); then
       n="$(wrk_rate "$NGINX_URL")"
+      h="$(wrk_rate "$hurl" "Authorization: Bearer $TOKEN_R")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
       [ -z "$burl" ] || b="$(wrk_rate "$burl" "Authorization: Bearer $TOKEN_R")"
       w="$(wrk_rate "$wurl" "Authorization: Bearer $TOKEN_R")"
@@ -353,9 +364,12 @@ row_http_l1() {
       w="$(wrk_rate "$wurl" "Authorization: Bearer $TOKEN_R")"
       [ -z "$burl" ] || b="$(wrk_rate "$burl" "Authorization: Bearer $TOKEN_R")"
       t="$(wrk_rate "$url" "Authorization: Bearer $TOKEN_R")"
+      h="$(wrk_rate "$hurl" "Authorization: Bearer $TOKEN_R")"
       n="$(wrk_rate "$NGINX_URL")"
     fi
     busy="$(busy_after)"
+    record --row http_l1 --series "bare hyper" --run "$r" --value "$h" --unit req/s --busy "$busy" \
+      --note "tokio + hyper answering tm-local's bytes, nothing else (the same request and token)"
     [ -z "$burl" ] || record --row http_l1 --series "tm-local, before" --run "$r" --value "$b" \
       --unit req/s --busy "$busy" --note "$BEFORE (BENCH_BEFORE), the same requests"
     record --row http_l1 --series nginx --run "$r" --value "$n" --unit req/s --busy "$busy" \
@@ -366,6 +380,7 @@ row_http_l1() {
       --busy "$busy" --note "the same with logging at warn"
   done
   stop_nginx
+  stop_pid "$bare_pid"
   stop_pid "$tm_pid"
   stop_pid "$warn_pid"
   [ -z "$before_pid" ] || stop_pid "$before_pid"
@@ -471,7 +486,7 @@ row_zipf() {
 }
 
 row_propagation() {
-  log "propagation: $PROP_CHANGES changes per run through DynamoDB Local, Kafka (Tansu), Redis"
+  log "propagation: $PROP_CHANGES changes per run through DynamoDB Local, Kafka (nisshi), Redis"
   local tp prefix="tm-bench-prop-$RUN_ID:"
   note_prefix "$prefix"
   tp="$(free_port)"

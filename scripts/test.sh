@@ -2,11 +2,11 @@
 # The whole test suite, as CI runs it: installs what is missing (cached under
 # ~/.cache/traffic-manager), starts the real servers on loopback, then runs the gates
 # (fmt, clippy, cargo-deny, the SAM template, schemathesis) and every test (unit, handler, integration against Redis / DynamoDB Local /
-# Tansu, end-to-end against tm-local) with cargo-nextest.
+# nisshi, end-to-end against tm-local) with cargo-nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TM_CACHE="${TM_CACHE:-$HOME/.cache/traffic-manager}"
-export PATH="$TM_CACHE/nextest/bin:$PATH"
+export PATH="$TM_CACHE/nextest/bin:$TM_CACHE/moto/bin:$PATH"
 step() { echo "==> $*" >&2; }
 
 step "tools"

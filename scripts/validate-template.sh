@@ -3,6 +3,22 @@
 # only for the package index on the first run). Idempotent: the Python tools live in a
 # venv outside the clone and are installed once.
 #
+#   scripts/validate-template.sh                      every check below, every environment
+#                                                     (what scripts/test.sh runs)
+#   scripts/validate-template.sh --deploy prod        the same, but first refuses prod while
+#                                                     its parameters still hold placeholders:
+#                                                     run it before `sam deploy --config-env prod`
+#   scripts/validate-template.sh --deploy prod --placeholders-only
+#                                                     only that refusal (seconds; no venv)
+#
+#   0. Placeholders. An environment that deploys Stage=prod must not keep the samconfig.toml
+#      examples: a URL or e-mail address at an example host (any "example" label, as in
+#      example.com, or the .test/.invalid/.localhost/.example TLDs: the example issuer, an
+#      example alarm address) or an all-zero id (such as a secret version id). Each
+#      offending parameter is named. With --deploy ENV, ENV is refused (exit 1); without
+#      it, the shipped prod section's placeholders are only listed as a note, so the
+#      test run stays green while prod stays an example to fill in. Other stages (dev)
+#      may keep them.
 #   1. `sam validate`: runs the SAM transform, which rejects bad Serverless properties
 #      and event definitions.
 #   2. cfn-lint on the SAM template itself.
@@ -19,19 +35,153 @@
 #
 # Exits non-zero on the first error. Steps 1-3 print warnings without failing.
 #
-# Environment: TM_CACHE (default ~/.cache/traffic-manager) holds the venv.
+# Environment: TM_CACHE (default ~/.cache/traffic-manager) holds the venv; TM_SAMCONFIG
+# (default samconfig.toml at the root) is the settings file checked (the tests point it at
+# a copy with placeholders). Step 0 needs python3 3.11 or later (tomllib).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TM_CACHE="${TM_CACHE:-$HOME/.cache/traffic-manager}"
 VENV="$TM_CACHE/venv"
 TEMPLATE="$ROOT/infra/template.yaml"
-SAMCONFIG="$ROOT/samconfig.toml"
+SAMCONFIG="${TM_SAMCONFIG:-$ROOT/samconfig.toml}"
 OUT_DIR="$ROOT/target/infra"
 TRANSFORMED="$OUT_DIR/template.cfn.json"
 ENVS=(dev prod)
 
 log() { echo "[validate-template] $*" >&2; }
+
+usage() {
+  echo "usage: scripts/validate-template.sh [--deploy ENV [--placeholders-only]]" >&2
+  exit 2
+}
+
+DEPLOY_ENV=""
+PLACEHOLDERS_ONLY=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --deploy)
+      [ $# -ge 2 ] || usage
+      DEPLOY_ENV="$2"
+      shift 2
+      ;;
+    --placeholders-only)
+      PLACEHOLDERS_ONLY=1
+      shift
+      ;;
+    *) usage ;;
+  esac
+done
+if [ "$PLACEHOLDERS_ONLY" = 1 ] && [ -z "$DEPLOY_ENV" ]; then
+  usage
+fi
+
+# Step 0 (see the header). Usage: placeholders refuse|note ENV...
+# refuse: exit 1 when a Stage=prod environment among ENV... keeps a placeholder, one
+# "error:" line per offending parameter. note: the same findings as "note:" lines, exit 0.
+placeholders() {
+  python3 - "$SAMCONFIG" "$@" <<'PY'
+import re
+import sys
+
+if sys.version_info < (3, 11):
+    sys.exit("error: the placeholder check needs python3 3.11 or later (tomllib)")
+import tomllib
+
+samconfig_path, mode, *envs = sys.argv[1:]
+with open(samconfig_path, "rb") as f:
+    samconfig = tomllib.load(f)
+
+# Top-level domains reserved by RFC 2606 / RFC 6761: nobody receives mail or issues tokens
+# there (nor at example.com/.org/.net, caught by their "example" label).
+RESERVED_TLDS = {"example", "invalid", "localhost", "test"}
+# What to put instead, for the parameters samconfig.toml ships placeholders for.
+HINTS = {
+    "JwtIssuer": "set your IdP's issuer URL, exactly as the tokens' \"iss\"",
+    "AlarmEmail": "set the address that must get the alarms (or leave it empty for no e-mail)",
+}
+
+
+def hosts(value):
+    """The host names in a URL or e-mail address value (each item of a list)."""
+    for item in value.split(","):
+        item = item.strip()
+        url = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]+)", item)
+        mail = re.fullmatch(r"[^@\s/]+@([^@\s/]+)", item)
+        if url:
+            yield "URL", url.group(1).lower().rstrip(".")
+        elif mail:
+            yield "e-mail address", mail.group(1).lower().rstrip(".")
+
+
+def is_example(host):
+    labels = host.split(".")
+    return "example" in labels or labels[-1] in RESERVED_TLDS
+
+
+def findings(env, overrides):
+    out = []
+    for key, value in overrides:
+        for kind, host in hosts(value):
+            if is_example(host):
+                hint = HINTS.get(key, f"set the real {kind}")
+                out.append(f"[{env}] {key}={value}: an example {kind} (host {host}); {hint}")
+                break
+        digits = value.replace("-", "")
+        if len(digits) >= 8 and set(digits) == {"0"}:
+            hint = HINTS.get(key, "set the real id")
+            out.append(f"[{env}] {key}={value}: an all-zero id, the placeholder; {hint}")
+    return out
+
+
+refused = False
+for env in envs:
+    overrides = samconfig.get(env, {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides")
+    if overrides is None:
+        sys.exit(f"error: {samconfig_path} has no [{env}.deploy.parameters] parameter_overrides")
+    if isinstance(overrides, str):
+        overrides = overrides.split()
+    pairs = [tuple(o.split("=", 1)) for o in overrides if "=" in o]
+    stage = dict(pairs).get("Stage", "dev")
+    if stage != "prod":
+        if mode == "refuse":
+            print(f"[{env}] Stage={stage}: placeholders are refused for Stage=prod only", file=sys.stderr)
+        continue
+    found = findings(env, pairs)
+    for line in found:
+        print(f"{'error' if mode == 'refuse' else 'note'}: {line}", file=sys.stderr)
+    if found and mode == "refuse":
+        refused = True
+        print(
+            f"error: [{env}] cannot be deployed: {len(found)} parameter(s) above still hold the "
+            f"placeholders of samconfig.toml; fill them in (docs/deploy.md, 'Production settings')",
+            file=sys.stderr,
+        )
+    elif found:
+        print(
+            f"note: [{env}] keeps the shipped placeholders above; "
+            f"`scripts/validate-template.sh --deploy {env}` refuses it until they are filled in",
+            file=sys.stderr,
+        )
+    elif mode == "refuse":
+        print(f"[{env}] no placeholders left", file=sys.stderr)
+sys.exit(1 if refused else 0)
+PY
+}
+
+if [ -n "$DEPLOY_ENV" ]; then
+  log "0/4 placeholders in the $DEPLOY_ENV settings (${SAMCONFIG#"$ROOT"/})"
+  placeholders refuse "$DEPLOY_ENV"
+  if [ "$PLACEHOLDERS_ONLY" = 1 ]; then
+    log "ok: no placeholder refused in $DEPLOY_ENV (--placeholders-only: the other checks were not run)"
+    exit 0
+  fi
+  # An environment of its own (say, staging) is checked by the steps below too.
+  case " ${ENVS[*]} " in
+    *" $DEPLOY_ENV "*) ;;
+    *) ENVS+=("$DEPLOY_ENV") ;;
+  esac
+fi
 
 if [ -x "$VENV/bin/sam" ] && [ -x "$VENV/bin/cfn-lint" ]; then
   log "venv: $VENV (already installed)"
@@ -170,5 +320,8 @@ for env in "${ENVS[@]}"; do
   log "4/4 cfn-lint on the transformed template with the $env parameters"
   "$VENV/bin/cfn-lint" --non-zero-exit-code warning --parameter-files "$OUT_DIR/parameters-$env.json" -- "$TRANSFORMED"
 done
+
+# Step 0 as a reminder only (with --deploy, the environment was refused or passed above).
+placeholders note "${ENVS[@]}"
 
 log "ok: template and samconfig.toml validate (sam validate, cfn-lint on SAM and transformed CloudFormation, ${ENVS[*]} parameters)"

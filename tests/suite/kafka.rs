@@ -1,5 +1,5 @@
 //! The Kafka adapter and tm-local's Kafka trigger against a real Kafka-protocol broker:
-//! Tansu on 127.0.0.1:9092 (`scripts/start-services.sh tansu`). Every test creates its own
+//! nisshi on 127.0.0.1:9092 (`scripts/start-services.sh kafka`). Every test creates its own
 //! topics (random names) with `ensure_topics`, and uses its own consumer groups.
 
 use async_trait::async_trait;
@@ -54,7 +54,7 @@ async fn topics(partitions: i32) -> (String, String) {
     let dlq = format!("{topic}-dlq");
     ensure_topics(&cluster(), &topic, &dlq, partitions)
         .await
-        .expect("Tansu on 127.0.0.1:9092 (scripts/start-services.sh tansu)");
+        .expect("nisshi on 127.0.0.1:9092 (scripts/start-services.sh kafka)");
     (topic, dlq)
 }
 

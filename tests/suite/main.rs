@@ -12,6 +12,8 @@ mod kafka;
 mod redis_cache;
 #[cfg(feature = "redis")]
 mod redis_ratelimit;
+#[cfg(feature = "secretsmanager")]
+mod secretsmanager;
 #[cfg(all(feature = "dynamodb", feature = "redis", feature = "kafka"))]
 mod template;
 #[cfg(feature = "kafka")]

@@ -66,11 +66,11 @@ const FUNCTIONS: [FunctionSpec; 5] = [
 ];
 
 /// Variables `Config` reads that only tm-local uses (no Lambda may be given them).
-const LOCAL_ONLY_ENV: [&str; 2] = ["TM_JWT_SECRET", "TM_KAFKA_GROUP"];
+const LOCAL_ONLY_ENV: [&str; 3] = ["TM_JWT_SECRET", "TM_KAFKA_GROUP", "TM_CURSOR_SECRET"];
 
 /// The action prefixes compared. What SAM adds by itself (logs, X-Ray, VPC networking,
 /// the MSK execution role's `kafka:` actions) is not the adapters' business.
-const CHECKED_SERVICES: [&str; 2] = ["dynamodb:", "kafka-cluster:"];
+const CHECKED_SERVICES: [&str; 3] = ["dynamodb:", "kafka-cluster:", "secretsmanager:"];
 
 /// The API Gateway catch-all route.
 const CATCH_ALL: &str = "$default";
@@ -948,4 +948,339 @@ fn path_patterns_match_as_api_gateway_does() {
     assert!(glob_matches("dynamodb:*", "dynamodb:GetItem"));
     assert!(glob_matches("DynamoDB:get?tem", "dynamodb:GetItem"));
     assert!(!glob_matches("dynamodb:Get*", "dynamodb:PutItem"));
+}
+
+// -----------------------------------------------------------------------------------------
+// samconfig.toml: the prod settings cannot be deployed with their placeholders. The
+// refusal is scripts/validate-template.sh --deploy <env> (step 0); these tests run it, with
+// --placeholders-only (no venv, seconds), on copies of samconfig.toml.
+// -----------------------------------------------------------------------------------------
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn repo_text(path: &str) -> String {
+    let p = repo_root().join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// The placeholders samconfig.toml's prod section ships with (the issuer and the alarm
+/// address), and an all-zero secret version id, the shape of the one it shipped while the
+/// stack pinned the cursor secret's version: the check refuses any all-zero id.
+const PROD_PLACEHOLDERS: [(&str, &str); 3] = [
+    ("JwtIssuer", "https://idp.example.com/"),
+    (
+        "CursorSecretVersionId",
+        "00000000-0000-0000-0000-000000000000",
+    ),
+    ("AlarmEmail", "oncall@example.com"),
+];
+
+/// What an operator would put in place of the shipped placeholders.
+const PROD_FILLED: [(&str, &str); 2] = [
+    (
+        "JwtIssuer",
+        "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Tq3Lw9XzB",
+    ),
+    ("AlarmEmail", "traffic-oncall@payments.acme-corp.io"),
+];
+
+/// `samconfig` with `key` set to `value` in `[<env>.deploy.parameters]`: its line replaced,
+/// or added at the top of `parameter_overrides` when the key is not there.
+fn with_override(samconfig: &str, env: &str, key: &str, value: &str) -> String {
+    let mut lines: Vec<String> = samconfig.lines().map(str::to_owned).collect();
+    let header = format!("[{env}.deploy.parameters]");
+    let section = lines
+        .iter()
+        .position(|l| l.trim() == header)
+        .unwrap_or_else(|| panic!("samconfig.toml has no {header}"));
+    let list = section
+        + lines[section..]
+            .iter()
+            .position(|l| l.trim_start().starts_with("parameter_overrides = ["))
+            .unwrap_or_else(|| panic!("{header} has no parameter_overrides list"));
+    let end = list
+        + lines[list..]
+            .iter()
+            .position(|l| l.trim() == "]")
+            .expect("parameter_overrides ends with a line `]`");
+    let line = format!("  \"{key}={value}\",");
+    let prefix = format!("\"{key}=");
+    match (list..end).find(|&i| lines[i].trim_start().starts_with(&prefix)) {
+        Some(i) => lines[i] = line,
+        None => lines.insert(list + 1, line),
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Runs `scripts/validate-template.sh --deploy <env> --placeholders-only` on `samconfig`
+/// (written to a temporary file): whether it passed, and what it printed.
+fn placeholder_check(samconfig: &str, env: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("samconfig.toml");
+    std::fs::write(&path, samconfig).expect("write the samconfig copy");
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/validate-template.sh"))
+        .args(["--deploy", env, "--placeholders-only"])
+        .env("TM_SAMCONFIG", &path)
+        .output()
+        .expect("run scripts/validate-template.sh");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn prod_settings_that_keep_a_placeholder_are_refused_naming_each_parameter() {
+    let mut samconfig = repo_text("samconfig.toml");
+    for (key, value) in PROD_PLACEHOLDERS {
+        samconfig = with_override(&samconfig, "prod", key, value);
+    }
+    let (passed, out) = placeholder_check(&samconfig, "prod");
+    assert!(!passed, "prod with placeholders was not refused:\n{out}");
+    for (key, value) in PROD_PLACEHOLDERS {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("error: ") && l.contains(&format!("[prod] {key}={value}"))),
+            "no error names {key}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("[prod] cannot be deployed: 3 parameter(s)"),
+        "{out}"
+    );
+
+    // One placeholder left is refused alone, by name (an issuer at an example host other
+    // than the shipped one).
+    let mut samconfig = repo_text("samconfig.toml");
+    for (key, value) in PROD_FILLED {
+        samconfig = with_override(&samconfig, "prod", key, value);
+    }
+    let samconfig = with_override(
+        &samconfig,
+        "prod",
+        "JwtIssuer",
+        "https://example.eu.auth0.com/",
+    );
+    let (passed, out) = placeholder_check(&samconfig, "prod");
+    assert!(!passed, "an example.* issuer was not refused:\n{out}");
+    let errors: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("error: [prod] "))
+        .collect();
+    assert!(
+        errors.len() == 2
+            && errors[0].contains("JwtIssuer=https://example.eu.auth0.com/")
+            && errors[1].contains("cannot be deployed: 1 parameter(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn prod_settings_filled_in_and_the_dev_settings_pass_the_placeholder_check() {
+    let real = repo_text("samconfig.toml");
+    let mut samconfig = real.clone();
+    for (key, value) in PROD_FILLED {
+        samconfig = with_override(&samconfig, "prod", key, value);
+    }
+    let (passed, out) = placeholder_check(&samconfig, "prod");
+    assert!(passed, "filled-in prod settings were refused:\n{out}");
+    // dev may keep its examples: the refusal is for Stage=prod.
+    let (passed, out) = placeholder_check(&real, "dev");
+    assert!(passed, "the dev settings were refused:\n{out}");
+}
+
+// -----------------------------------------------------------------------------------------
+// The repository stands alone: README.md and docs/ link only to files of this repository.
+// -----------------------------------------------------------------------------------------
+
+/// README.md and every Markdown file under docs/, as paths relative to the root.
+fn markdown_files() -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &str, out: &mut Vec<String>) {
+        let entries =
+            std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("read {dir}: {e}"));
+        let mut names: Vec<String> = entries
+            .map(|e| {
+                e.expect("directory entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        for name in names {
+            let path = format!("{dir}/{name}");
+            if root.join(&path).is_dir() {
+                walk(root, &path, out);
+            } else if name.ends_with(".md") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = vec!["README.md".to_owned()];
+    walk(&repo_root(), "docs", &mut files);
+    files
+}
+
+/// The link targets of a Markdown text: inline links and images `[..](target)`,
+/// reference definitions `[label]: target` and HTML `href="..."` / `src="..."`. Fenced
+/// code blocks and code spans are skipped (what they show is not a link).
+fn link_targets(text: &str) -> Vec<String> {
+    let mut targets = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        // Outside code spans: the even pieces between backticks.
+        let prose: String = line.split('`').step_by(2).collect();
+        let mut rest = prose.as_str();
+        while let Some(at) = rest.find("](") {
+            rest = &rest[at + 2..];
+            let mut depth = 0;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' if depth == 0 => return true,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    false
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            let inside = rest[..end].trim();
+            let target = match inside.strip_prefix('<') {
+                Some(angled) => angled.split('>').next().unwrap_or(""),
+                None => inside.split_whitespace().next().unwrap_or(""),
+            };
+            targets.push(target.to_owned());
+            rest = &rest[end..];
+        }
+        // `[label]: target` on a line of its own.
+        if let Some(label) = prose.trim_start().strip_prefix('[')
+            && let Some(close) = label.find(']')
+            && let Some(after) = label[close + 1..].strip_prefix(':')
+            && let Some(target) = after.split_whitespace().next()
+        {
+            targets.push(target.trim_matches(['<', '>']).to_owned());
+        }
+        for attribute in ["href=\"", "src=\""] {
+            for piece in prose.split(attribute).skip(1) {
+                targets.push(piece.split('"').next().unwrap_or("").to_owned());
+            }
+        }
+    }
+    targets
+}
+
+/// Every relative link of `file` (a path from the root; `text` is its content) that
+/// leaves the repository or names a file that does not exist, one sentence each. Links
+/// with a scheme (`https:`, `mailto:`, ...) and bare `#anchors` are not checked.
+fn broken_links(root: &std::path::Path, file: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for target in link_targets(text) {
+        let path = target.split(['#', '?']).next().unwrap_or("");
+        let scheme = path.split_once(':').is_some_and(|(s, _)| {
+            s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        });
+        if path.is_empty() || scheme {
+            continue;
+        }
+        // Relative to the file's folder; a leading `/` is the repository root (as GitHub
+        // renders it).
+        let mut parts: Vec<&str> = match file.rsplit_once('/') {
+            _ if path.starts_with('/') => Vec::new(),
+            Some((folder, _)) => folder.split('/').collect(),
+            None => Vec::new(),
+        };
+        let mut leaves = false;
+        for part in path.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => leaves |= parts.pop().is_none(),
+                name => parts.push(name),
+            }
+            if leaves {
+                break;
+            }
+        }
+        if leaves {
+            problems.push(format!(
+                "{file}: the link {target} leaves the repository (a clone does not have it)"
+            ));
+        } else if !root.join(parts.join("/")).exists() {
+            problems.push(format!(
+                "{file}: the link {target} points at {}, which does not exist",
+                parts.join("/")
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_readme_and_docs_link_only_to_files_inside_the_repository() {
+    let files = markdown_files();
+    assert!(
+        files.iter().any(|f| f == "docs/api.md") && files.iter().any(|f| f == "docs/deploy.md"),
+        "{files:?}"
+    );
+    let root = repo_root();
+    let problems: Vec<String> = files
+        .iter()
+        .flat_map(|f| broken_links(&root, f, &repo_text(f)))
+        .collect();
+    assert!(problems.is_empty(), "- {}", problems.join("\n- "));
+}
+
+#[test]
+fn links_that_leave_the_repository_or_name_missing_files_are_reported() {
+    let root = repo_root();
+    let readme = "The contract is [`../shared/CONTRACT.md`](../shared/CONTRACT.md); deploying \
+                  in [docs/deploy.md](docs/deploy.md#5-deploy), the API in \
+                  [the guide](<docs/api.md> \"title\"); [gone](docs/nowhere.md), \
+                  ![a picture](docs/none.png), [web](https://example.com/a/../../b), \
+                  [mail](mailto:ops@example.com), [here](#how-it-works), \
+                  <a href=\"../other/x.md\">x</a>\n\
+                  [ref]: ../../outside.md\n\
+                  ```sh\n[not a link](../in-a-code-block.md)\n```\n\
+                  A span: `[not a link](../in-a-code-span.md)`.\n";
+    let problems = broken_links(&root, "README.md", readme);
+    assert_reported(
+        &problems,
+        &[
+            "README.md",
+            "../shared/CONTRACT.md",
+            "leaves the repository",
+        ],
+    );
+    assert_reported(&problems, &["docs/nowhere.md", "does not exist"]);
+    assert_reported(&problems, &["docs/none.png", "does not exist"]);
+    assert_reported(&problems, &["../other/x.md", "leaves the repository"]);
+    assert_reported(&problems, &["../../outside.md", "leaves the repository"]);
+    assert_eq!(problems.len(), 5, "- {}", problems.join("\n- "));
+    // Relative to the linking file's own folder.
+    let deploy = "[t](../infra/template.yaml), [api](api.md#errors), [root](/README.md)";
+    assert_eq!(
+        broken_links(&root, "docs/deploy.md", deploy),
+        Vec::<String>::new()
+    );
+    assert_reported(
+        &broken_links(&root, "docs/deploy.md", "[c](../../shared/CONTRACT.md)"),
+        &["docs/deploy.md", "leaves the repository"],
+    );
+    assert_reported(
+        &broken_links(&root, "docs/deploy.md", "[r](README.md)"),
+        &["docs/README.md", "does not exist"],
+    );
 }

@@ -24,6 +24,7 @@ const USAGE: &str = "usage: tm-bench <command> [--flag value ...]
   coldstart    --bin target/release/tm-resolve --table T [--runs 10]
   memory       --addr HOST:PORT --pid PID --token T --redis-prefix P [--routes 100000]
                [--resolves 1000000] [--connections 32] [--every 100000]
+  bare         --listen HOST:PORT --body-file F             serve F's bytes to every request
   cleanup      --prefix P                                   delete Redis keys under P
   drop-table   --table T                                    delete a DynamoDB table
   report       --results FILE --machine FILE --md FILE --json FILE [--keep EARLIER.json]
@@ -237,6 +238,10 @@ async fn run(cmd: &str, f: &Flags) -> anyhow::Result<()> {
             }
             let n = tm_bench::drivers::delete_prefix(&prefix).await?;
             eprintln!("deleted {n} keys under {prefix}");
+        }
+        "bare" => {
+            let body = std::fs::read(f.str("body-file")?).context("reading --body-file")?;
+            tm_bench::bare::serve(&f.str("listen")?, body.into()).await?;
         }
         "drop-table" => {
             let table = f.str("table")?;

@@ -104,6 +104,15 @@ pub const LINES: &[Line] = &[
     ),
     line(
         "http_l1",
+        "… tm-local's whole request path vs a bare tokio + hyper server answering the same bytes",
+        "tm-local",
+        Some("bare hyper"),
+        "bare tokio + hyper, same bytes",
+        "≥ 90 % of bare hyper req/s",
+        Check::RatioAtLeast(0.90),
+    ),
+    line(
+        "http_l1",
         "… the same with RUST_LOG=warn (no info logging at all)",
         "tm-local, RUST_LOG=warn",
         Some("nginx"),

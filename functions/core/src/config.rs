@@ -49,8 +49,12 @@ pub struct RateLimit {
 pub struct Config {
     /// `TM_JWT_SECRET`: tm-local's HS256 secret.
     pub jwt_secret: Option<Secret>,
-    /// `TM_CURSOR_SECRET`: signs pagination cursors (falls back to the JWT secret in tm-local).
+    /// `TM_CURSOR_SECRET`: signs pagination cursors in tm-local (falls back to a key
+    /// derived from the JWT secret).
     pub cursor_secret: Option<Secret>,
+    /// `TM_CURSOR_SECRET_ID`: the Secrets Manager secret whose versions sign cursors (the
+    /// write function in AWS: read at run time and refreshed, [`crate::boot::cursor_keys`]).
+    pub cursor_secret_id: Option<String>,
     /// `TM_TABLE_NAME`: use DynamoDB.
     pub table_name: Option<String>,
     /// `TM_REDIS_URL`: use Redis as the shared cache (may hold a password).
@@ -122,6 +126,7 @@ impl Config {
         Ok(Config {
             jwt_secret: get("TM_JWT_SECRET").map(Secret::new),
             cursor_secret: get("TM_CURSOR_SECRET").map(Secret::new),
+            cursor_secret_id: get("TM_CURSOR_SECRET_ID"),
             table_name: get("TM_TABLE_NAME"),
             redis_url: redis_url.map(Secret::new),
             kafka_brokers: get("TM_KAFKA_BROKERS"),

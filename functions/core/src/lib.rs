@@ -19,13 +19,14 @@
 //!   token headers and payloads).
 //! - [`jwt`]: HS256 tokens, used by `tm-local` to play API Gateway's JWT authorizer.
 //! - [`error`]: the one error enum.
-//! - [`wiring`]: the guarded production store and cache, built from config at start-up.
+//! - [`boot`]: the composition root: every process picks its backends from config here.
 //! - [`logging`]: JSON log lines.
 //! - [`metrics`]: the operational figures (resolve layers and latency, store reads,
 //!   consumer batches, lag and dead letters, outbox backlog) through the `metrics`
 //!   facade; CloudWatch EMF on Lambda (feature `emf`), Prometheus in tm-local.
 
 pub mod adapters;
+pub mod boot;
 pub mod breaker;
 pub mod config;
 pub mod cursor;
@@ -38,6 +39,5 @@ pub mod ports;
 pub mod services;
 pub mod singleflight;
 pub mod strict_json;
-pub mod wiring;
 
 pub use error::{Error, Result};

@@ -2,7 +2,6 @@
 //! an embedded adapter (`adapters`) and a production adapter (DynamoDB, Redis, Kafka).
 
 use crate::Result;
-use crate::config::RateLimit;
 use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent};
 use crate::domain::health::{self, RouteHealth};
 use crate::domain::names::{EnvName, RouteKey, ServiceKey, ServiceName, TenantName, VersionName};
@@ -278,14 +277,25 @@ pub enum Admission {
     },
 }
 
-/// Per-tenant token buckets shared by every instance (Redis in AWS). Held by the resolve
-/// and write functions' throttle ([`crate::throttle`]).
-#[async_trait]
+/// Per-tenant admission, decided inside the process: it never waits on a backend, so a
+/// request's admission costs a map lookup whatever state Redis is in. Held by the resolve
+/// and write functions' throttle (`tm_http::throttle`); the embedded adapter is
+/// [`crate::adapters::token_buckets::TokenBuckets`], which a [`UsageLedger`] keeps in
+/// step with the other instances.
 pub trait TenantLimiter: Send + Sync {
     /// Takes one token from `tenant`'s bucket of class `class` (each function keeps its
-    /// own), which refills at `limit.rps` up to `limit.burst`. `Err` when the backend
-    /// cannot answer.
-    async fn admit(&self, class: &str, tenant: &TenantName, limit: RateLimit) -> Result<Admission>;
+    /// own buckets). `tenant` is a valid tenant name.
+    fn admit(&self, class: &'static str, tenant: &str) -> Admission;
+}
+
+/// Where the instances of a fleet add up the requests each received per tenant, so every
+/// instance knows its share of the tenant's rate (Redis in AWS and in a tm-local fleet).
+/// Called in the background, a few times a second, never on a request's path.
+#[async_trait]
+pub trait UsageLedger: Send + Sync {
+    /// Adds each `(tenant, requests)` of `class` to the fleet's running totals and returns
+    /// the totals after the addition, in the same order.
+    async fn exchange(&self, class: &str, deltas: &[(String, u64)]) -> Result<Vec<u64>>;
 }
 
 /// A record the consumer can never apply, with why.

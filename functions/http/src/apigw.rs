@@ -1,102 +1,73 @@
-//! API Gateway (HTTP API, payload v2) on the core's side: reading the request the way a
-//! Lambda function receives it (claims from the JWT authorizer's context, never from the
-//! token itself), and running the checks every function shares, in the contract's order.
+//! API Gateway (HTTP API, payload v2) on the Lambda side: turns the request a function
+//! receives into an admitted [`Call`] (the caller from the JWT authorizer's claims, never
+//! from the token itself; the invocation's deadline from the Lambda context), and the
+//! handler's answer back into the Lambda response.
 
-use crate::api::{self, Op, Principal};
+use crate::api::Principal;
+use crate::call::{self, Call, Refused};
+use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use tm_core::{Error, Result};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tm_core::Error;
 
-/// What every function needs from a request before its own work.
-pub struct Admitted {
-    /// The operation.
-    pub op: Op,
-    /// The caller; `None` for the health endpoints.
-    pub principal: Option<Principal>,
-    /// The correlation id to answer with and log.
-    pub correlation_id: String,
+/// Room left at the end of an invocation to send the answer: a handler still running
+/// this close to the function's timeout is cut and answers 503 instead of being killed
+/// with no answer at all.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(300);
+
+/// The invocation's deadline, less [`ANSWER_MARGIN`], as a tokio instant; `None` outside
+/// Lambda (a request built in a test carries no Lambda context).
+fn deadline(ext: &http::Extensions) -> Option<tokio::time::Instant> {
+    let ctx = ext.lambda_context_ref()?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    let left = Duration::from_millis(ctx.deadline.saturating_sub(now_ms));
+    Some(tokio::time::Instant::now() + left.saturating_sub(ANSWER_MARGIN))
 }
 
-/// The request's body as bytes.
-pub fn body_bytes(req: &Request) -> &[u8] {
-    req.body().as_ref()
-}
-
-/// A header as text.
-pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// A query parameter.
-pub fn query(req: &Request, name: &str) -> Option<String> {
-    req.query_string_parameters_ref()
-        .and_then(|q| q.first(name))
-        .map(str::to_owned)
-}
-
-fn claim(req: &Request, name: &str) -> Option<String> {
-    match req.request_context_ref() {
+/// The caller, from the claims the JWT authorizer put in the request context (401 when
+/// there are none or they name no `sub`).
+fn caller(ext: &http::Extensions) -> Result<Arc<Principal>, Error> {
+    let claims = match ext.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx
             .authorizer
             .as_ref()
             .and_then(|a| a.jwt.as_ref())
-            .and_then(|j| j.claims.get(name).cloned()),
+            .map(|j| &j.claims),
         _ => None,
-    }
-}
-
-/// 404/405, then 401, 403, then 413/415: the checks that come before the function's
-/// own work. `Err` carries the correlation id to answer with.
-pub fn admit(req: &Request) -> std::result::Result<Admitted, (Error, String)> {
-    let correlation_id = api::correlation_id(header(req, api::CORRELATION_HEADER));
-    let fail = |e: Error| (e, correlation_id.clone());
-    let op = api::match_route(req.method(), req.uri().path()).map_err(fail)?;
-    let principal = if op.tenant().is_some() {
-        let p = Principal::from_claims(|k| claim(req, k)).map_err(fail)?;
-        p.authorize(&op).map_err(fail)?;
-        Some(p)
-    } else {
-        None
     };
-    api::check_body(&op, header(req, "content-type"), body_bytes(req)).map_err(fail)?;
-    Ok(Admitted {
-        op,
-        principal,
-        correlation_id,
-    })
+    Principal::from_claims(|k| claims.and_then(|c| c.get(k).cloned())).map(Arc::new)
 }
 
-/// Turns the core's response into the Lambda response type.
-pub fn into_lambda(resp: Response<String>) -> Response<Body> {
+/// Admits a Lambda request: the same steps as every transport ([`crate::call`]).
+pub fn admit(req: Request) -> Result<Call, Refused> {
+    let (parts, body) = req.into_parts();
+    let deadline = deadline(&parts.extensions);
+    let body = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(s) => Bytes::from(s),
+        Body::Binary(v) => Bytes::from(v),
+        _ => Bytes::new(),
+    };
+    call::begin(&parts.method, parts.uri, parts.headers)?
+        .authorize(|_| caller(&parts.extensions))?
+        .finish(body, deadline)
+}
+
+/// The handler's answer as the Lambda response: JSON goes back as text, so API Gateway
+/// does not have to decode base64.
+pub fn into_lambda(resp: Response<Bytes>) -> Response<Body> {
     resp.map(|b| {
         if b.is_empty() {
-            Body::Empty
-        } else {
-            Body::Text(b)
+            return Body::Empty;
+        }
+        match String::from_utf8(Vec::from(b)) {
+            Ok(s) => Body::Text(s),
+            Err(e) => Body::Binary(e.into_bytes()),
         }
     })
-}
-
-/// The contract's error response for this request.
-pub fn error_into_lambda(req: &Request, err: &Error, correlation_id: &str) -> Response<Body> {
-    into_lambda(api::error_response_at(
-        err,
-        correlation_id,
-        req.uri().path(),
-    ))
-}
-
-/// Runs `work` after admission and maps every error to the contract's response.
-pub async fn serve<F, Fut>(req: &Request, work: F) -> Response<Body>
-where
-    F: FnOnce(Admitted) -> Fut,
-    Fut: std::future::Future<Output = (Result<Response<String>>, String)>,
-{
-    match admit(req) {
-        Err((e, cid)) => error_into_lambda(req, &e, &cid),
-        Ok(adm) => match work(adm).await {
-            (Ok(resp), _) => into_lambda(resp),
-            (Err(e), cid) => error_into_lambda(req, &e, &cid),
-        },
-    }
 }

@@ -2,17 +2,20 @@
 //!
 //! - [`api`]: the HTTP contract: route table, error bodies, correlation ids, auth claims,
 //!   conditional headers.
-//! - [`apigw`]: reading API Gateway v2 requests (claims from the authorizer context) and
-//!   answering them.
-//! - [`throttle`]: per-tenant rate limits in front of the resolve and write handlers
-//!   (429 `throttled`), on a shared [`tm_core::ports::TenantLimiter`].
-//! - [`lambda`]: the resolve and write Lambdas' invocation loop (throttle, handler,
-//!   after-invocation hook).
+//! - [`call`]: the transport-neutral admitted request ([`call::Call`]) and the admission
+//!   steps every transport runs (404/405, 401/403, 413/415).
+//! - [`front`]: the one request path after admission: throttle, handler, deadline.
+//! - [`throttle`]: per-tenant rate limits (429 `throttled`) on a
+//!   [`tm_core::ports::TenantLimiter`].
+//! - [`apigw`]: API Gateway v2 requests in, Lambda responses out.
+//! - [`lambda`]: the resolve and write Lambdas' invocation loop.
 //!
 //! The core (`tm-core`) knows nothing of HTTP framing or Lambda; this crate is where
 //! `lambda_http` enters.
 
 pub mod api;
 pub mod apigw;
+pub mod call;
+pub mod front;
 pub mod lambda;
 pub mod throttle;

@@ -1,33 +1,32 @@
-//! Builds tm-local's backends, services and handlers from configuration: each backend is
-//! the production one when its variable is set (`TM_TABLE_NAME`, `TM_REDIS_URL`,
-//! `TM_KAFKA_BROKERS`), else the embedded one under the data dir. The production store
-//! and cache are guarded (a deadline per call, a circuit breaker), as in the Lambdas.
+//! Builds tm-local's services and handlers. Each backend comes from the same composition
+//! root as the Lambdas' ([`tm_core::boot`]): the production one when its variable is set
+//! (`TM_TABLE_NAME`, `TM_REDIS_URL`, `TM_KAFKA_BROKERS`), guarded as in AWS, else the
+//! embedded one under the data dir. The throttle is the functions' own
+//! ([`tm_http::throttle`]), over the same limiter.
 
 use crate::kafka_trigger::KafkaTrigger;
-use crate::ratelimit::RateLimiter;
 use crate::secret;
 use crate::trigger::LocalTrigger;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tm_core::adapters::dynamodb::DynamoStore;
-use tm_core::adapters::embedded_store::EmbeddedStore;
 use tm_core::adapters::file_dead_letters::FileDeadLetters;
-use tm_core::adapters::guarded::Limits;
 use tm_core::adapters::http_probe::HyperProbe;
 use tm_core::adapters::kafka::dead_letters::KafkaDeadLetters;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
 use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
-use tm_core::adapters::memory_cache::MemoryCache;
+use tm_core::boot::{self, Place};
 use tm_core::config::{Config, Secret};
-use tm_core::cursor::CursorKey;
-use tm_core::ports::{Cache, DeadLetters, EventPublisher, Probe, RouteReader, SharedCache, Store};
+use tm_core::cursor::{CursorKey, CursorKeys};
+use tm_core::ports::{DeadLetters, EventPublisher};
 use tm_core::services::consume::Consumer;
 use tm_core::services::prober::{Prober, ProberSettings};
 use tm_core::services::relay::Relay;
 use tm_core::services::resolve::Resolver;
 use tm_core::services::write::{AfterCommit, WriteService};
 use tm_event_consumer::ConsumerHandler;
+use tm_http::throttle::Throttle;
 use tm_resolve::ResolveHandler;
 use tm_write::WriteHandler;
 
@@ -46,8 +45,10 @@ pub struct App {
     pub kafka_trigger: Option<KafkaTrigger>,
     /// Verifies tokens (the gateway's JWT authorizer).
     pub jwt_secret: Secret,
-    /// Per-tenant rate limits (`TM_RATE_LIMIT_RPS`); `None` when off.
-    pub rate_limiter: Option<RateLimiter>,
+    /// The resolve function's per-tenant throttle (`TM_RATE_LIMIT_RPS`); `None` when off.
+    pub resolve_throttle: Option<Throttle>,
+    /// The write function's per-tenant throttle.
+    pub write_throttle: Option<Throttle>,
     /// Probes checked endpoints in the background (docs/health.md).
     pub prober: Arc<Prober>,
 }
@@ -79,54 +80,24 @@ fn core_err(e: tm_core::Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-fn cursor_key(config: &Config, jwt_secret: &Secret) -> CursorKey {
-    match &config.cursor_secret {
-        Some(s) => CursorKey::new(s.expose().as_bytes()),
-        // Derived, not reused: a cursor MAC must never double as a token signature.
-        None => CursorKey::new(format!("tm-cursor-v1/{}", jwt_secret.expose()).as_bytes()),
-    }
-}
-
-/// The store, and the resolve path's view of it (fail-fast deadlines when guarded).
-async fn store(
+/// The configured cursor keys ([`boot::cursor_keys`]), else a key derived from the JWT
+/// secret: derived, not reused, as a cursor MAC must never double as a token signature.
+async fn cursor_keys(
     config: &Config,
-    data_dir: &Path,
-) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn RouteReader>)> {
-    if let Some(table) = &config.table_name {
-        let store = tm_core::wiring::dynamodb_store(config)
+    place: Place<'_>,
+    jwt_secret: &Secret,
+) -> anyhow::Result<Arc<CursorKeys>> {
+    Ok(
+        match boot::cursor_keys(config, place)
             .await
-            .map_err(anyhow::Error::msg)?;
-        tracing::info!(table = %table, "store: DynamoDB");
-        let reads = tm_core::wiring::read_path(&store, Limits::STORE_READS);
-        return Ok((store, reads));
-    }
-    let db_path = data_dir.join("tm.redb");
-    let store = EmbeddedStore::open(&db_path)
-        .map_err(core_err)
-        .with_context(|| {
-            format!(
-                "opening {} (is another tm-local using this data dir?)",
-                db_path.display()
-            )
-        })?;
-    tracing::info!(path = %db_path.display(), "store: embedded");
-    let store = Arc::new(store);
-    Ok((store.clone(), store))
-}
-
-/// The shared cache, and the resolve path's view of it (fail-fast deadlines when guarded).
-async fn cache(config: &Config) -> anyhow::Result<(Arc<dyn Cache>, Arc<dyn SharedCache>)> {
-    if config.redis_url.is_some() {
-        let cache = tm_core::wiring::redis_cache(config)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        tracing::info!(prefix = %config.redis_prefix, "shared cache: Redis");
-        let reads = tm_core::wiring::read_path(&cache, Limits::CACHE_READS);
-        return Ok((cache, reads));
-    }
-    tracing::info!("shared cache: in process");
-    let cache = Arc::new(MemoryCache::new());
-    Ok((cache.clone(), cache))
+            .map_err(anyhow::Error::msg)?
+        {
+            Some(keys) => keys,
+            None => {
+                CursorKey::new(format!("tm-cursor-v1/{}", jwt_secret.expose()).as_bytes()).into()
+            }
+        },
+    )
 }
 
 impl App {
@@ -143,15 +114,23 @@ impl App {
                 "TM_JWT_SECRET is unset: tokens are signed with the generated secret kept in secret_file; `tm-local token` uses it too"
             );
         }
-        let (store, store_reads) = store(&config, data_dir).await?;
-        let (cache, cache_reads) = cache(&config).await?;
-        let cluster = match KafkaCluster::from_config(&config).await {
-            Some(c) => Some(
-                c.map_err(core_err)
-                    .context("configuring Kafka (TM_KAFKA_BROKERS)")?,
-            ),
-            None => None,
-        };
+        let place = Place::DataDir(data_dir);
+        let boot::StoreParts {
+            store,
+            reads: store_reads,
+        } = boot::store(&config, place)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let boot::CacheParts {
+            cache,
+            reads: cache_reads,
+            ledger,
+        } = boot::cache(&config, place)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let cluster = boot::kafka(&config, place)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let dead_letters: Arc<dyn DeadLetters> = match &cluster {
             Some(c) => Arc::new(KafkaDeadLetters::new(c, config.dlq_topic()).map_err(core_err)?),
             None => Arc::new(FileDeadLetters::new(data_dir.join("dead-letters.jsonl"))),
@@ -204,23 +183,25 @@ impl App {
             store.clone(),
             cache.clone(),
             AfterCommit::Wake(relay.clone()),
-            cursor_key(&config, &jwt_secret),
+            cursor_keys(&config, place, &jwt_secret).await?,
         );
         let resolver = Resolver::new(store_reads, cache_reads, config.l1_ttl);
-        let probes: Vec<Arc<dyn Probe>> = vec![store, cache];
+        // One limiter, the functions' own throttle for each: with Redis, a fleet of
+        // tm-locals shares each tenant's rate as Lambda instances do.
+        let limiter = boot::limiter(&config, ledger);
+        let throttle = |class| limiter.clone().map(|l| Throttle::new(l, class));
         tracing::info!(
             l1_ttl_ms = config.l1_ttl.as_millis() as u64,
-            rate_limit_rps = config.rate_limit.map(|r| r.rps),
-            rate_limit_burst = config.rate_limit.map(|r| r.burst),
             "backends ready"
         );
         Ok(App {
             write: WriteHandler::new(write),
-            resolve: ResolveHandler::new(resolver, probes),
+            resolve: ResolveHandler::new(resolver, vec![store, cache]),
             relay,
             kafka_trigger,
             jwt_secret,
-            rate_limiter: config.rate_limit.map(RateLimiter::new),
+            resolve_throttle: throttle("resolve"),
+            write_throttle: throttle("write"),
             prober,
         })
     }

@@ -1,36 +1,28 @@
-//! Plays API Gateway's HTTP API in front of the handlers: matches the route table (404 and
-//! 405 come first), checks the bearer token like the JWT authorizer (401), applies the
-//! per-tenant rate limit when configured (429, [`crate::ratelimit`]), reads at most
-//! 64 KiB + 1 byte of body, and hands each function the `lambda_http` request Lambda
-//! would deliver: API Gateway v2 request context with the token's claims, query map, raw
-//! path. No JSON round trip on the way.
+//! tm-local's transport: plays API Gateway's HTTP API in front of the same request path
+//! the Lambda functions take. A hyper request goes through the admission steps every
+//! transport shares ([`tm_http::call`]: route table, then the bearer token verified like
+//! the JWT authorizer, then the body, read under [`BODY_READ_TIMEOUT`] and at most
+//! 64 KiB + 1 byte), and the admitted call takes [`tm_http::front::serve`]: the
+//! production throttle over the configured [`tm_core::ports::TenantLimiter`], then the
+//! function's handler. No API Gateway event is ever made up here.
 //!
-//! Resolve, the hot path, skips building that request: the gateway runs the same
-//! admission checks in the same order ([`admit_resolve`]) and calls the resolve handler's
-//! transport-neutral [`ResolveHandler::resolve`](tm_resolve::ResolveHandler::resolve),
-//! which the Lambda path also ends in; building the `lambda_http` request and reading it
-//! back was a third of an L1 hit's CPU (docs/benchmarks.md).
+//! [`BODY_READ_TIMEOUT`]: crate::server::BODY_READ_TIMEOUT
 
 use crate::app::App;
 use anyhow::Context;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use lambda_http::aws_lambda_events::apigw::{
-    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
-    ApiGatewayV2httpRequestContext,
-};
-use lambda_http::request::RequestContext;
-use lambda_http::{Body, RequestExt};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tm_core::domain::route::MAX_BODY_BYTES;
 use tm_core::{Error, jwt};
-use tm_http::api::{self, Function, Op, Principal};
-use tm_resolve::handler::ResolveCall;
+use tm_http::api::{self, Function, Principal};
+use tm_http::call::{self, Refused};
+use tm_http::front;
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests (up to 10 s).
 pub async fn serve(mut app: App, listen: &str) -> anyhow::Result<()> {
@@ -121,8 +113,8 @@ fn from_core(resp: Response<String>) -> HttpResponse {
     resp.map(|b| Full::new(Bytes::from(b)))
 }
 
-fn error(err: &Error, cid: &str, path: &str) -> HttpResponse {
-    from_core(api::error_response_at(err, cid, path))
+fn from_bytes(resp: Response<Bytes>) -> HttpResponse {
+    resp.map(Full::new)
 }
 
 /// Reads the body, stopping one byte past the limit so the handler can answer 413
@@ -161,12 +153,10 @@ struct VerifiedTokens {
     map: std::sync::RwLock<HashMap<String, Arc<Verified>>>,
 }
 
-/// A verified token's claims, as the authorizer hands them on, the caller they name, and
-/// the token's time bounds.
+/// The caller a verified token names, and the token's time bounds.
 struct Verified {
-    claims: HashMap<String, String>,
-    /// What the functions make of `claims` ([`Principal::from_claims`]), made once.
-    principal: Result<Principal, Error>,
+    /// What the authorizer's claims make ([`Principal::from_claims`]), made once.
+    principal: Result<Arc<Principal>, Error>,
     exp: i64,
     nbf: Option<i64>,
 }
@@ -210,8 +200,7 @@ impl VerifiedTokens {
                 .and_then(serde_json::Value::as_i64)
                 .unwrap_or(i64::MIN),
             nbf: claims.get("nbf").and_then(serde_json::Value::as_i64),
-            principal: Principal::from_claims(|k| strings.get(k).cloned()),
-            claims: strings,
+            principal: Principal::from_claims(|k| strings.get(k).cloned()).map(Arc::new),
         });
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= Self::MAX {
@@ -222,14 +211,14 @@ impl VerifiedTokens {
     }
 }
 
-/// The JWT authorizer: `Authorization: Bearer <token>`, HS256, `exp` checked.
-fn authorize(
+/// The JWT authorizer: `Authorization: Bearer <token>`, HS256, `exp` checked; the
+/// caller its claims name.
+fn caller(
     app: &App,
     tokens: &VerifiedTokens,
-    req: &Request<Incoming>,
-) -> Result<Arc<Verified>, Error> {
-    let value = req
-        .headers()
+    headers: &HeaderMap,
+) -> Result<Arc<Principal>, Error> {
+    let value = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Error::Unauthorized("missing bearer token".into()))?;
@@ -238,53 +227,29 @@ fn authorize(
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
         .ok_or_else(|| Error::Unauthorized("authorization is not a bearer token".into()))?;
-    tokens.verify(app.jwt_secret.expose().as_bytes(), token, now_secs())
+    let verified = tokens.verify(app.jwt_secret.expose().as_bytes(), token, now_secs())?;
+    verified.principal.clone()
 }
 
-/// Parses a query string the way API Gateway does: decoded, repeated keys joined by commas.
-pub fn query_map(query: Option<&str>) -> HashMap<String, String> {
-    let mut map: HashMap<String, String> = HashMap::new();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = decode_query_part(k);
-        let v = decode_query_part(v);
-        map.entry(k)
-            .and_modify(|old| {
-                old.push(',');
-                old.push_str(&v);
-            })
-            .or_insert(v);
+/// The body, read within [`crate::server::BODY_READ_TIMEOUT`] (a client that announces
+/// a body and trickles or never sends it is answered 400, never holds a handler).
+async fn read_body(body: Incoming) -> Result<Bytes, Error> {
+    if hyper::body::Body::is_end_stream(&body) {
+        return Ok(Bytes::new());
     }
-    map
-}
-
-/// One query parameter as [`query_map`] would give it (repeats joined by commas), without
-/// decoding the others.
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let mut out: Option<String> = None;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if decode_query_part(k) != name {
-            continue;
+    match tokio::time::timeout(crate::server::BODY_READ_TIMEOUT, read_limited(body)).await {
+        Ok(Ok(b)) => Ok(Bytes::from(b)),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "client body ended early");
+            Err(Error::invalid("body", "could not be read"))
         }
-        let v = decode_query_part(v);
-        match &mut out {
-            Some(old) => {
-                old.push(',');
-                old.push_str(&v);
-            }
-            None => out = Some(v),
-        }
-    }
-    out
-}
-
-/// `+` as a space, then `%XX` escapes; the common plain text is copied once.
-fn decode_query_part(s: &str) -> String {
-    if s.contains('+') {
-        api::percent_decode(&s.replace('+', " "))
-    } else {
-        api::percent_decode(s)
+        Err(_) => Err(Error::invalid(
+            "body",
+            format!(
+                "not received within {} s",
+                crate::server::BODY_READ_TIMEOUT.as_secs()
+            ),
+        )),
     }
 }
 
@@ -294,175 +259,57 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let started = std::time::Instant::now();
-    let cid = api::correlation_id(
-        req.headers()
-            .get(api::CORRELATION_HEADER)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let path = req.uri().path().to_owned();
-    let resp = dispatch(&app, &tokens, req, &cid, &path).await;
+    if req.uri().path() == crate::metrics::PATH {
+        let cid = api::correlation_id(
+            req.headers()
+                .get(api::CORRELATION_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        );
+        return Ok(from_core(crate::metrics::respond(req.method(), &cid)));
+    }
+    let resp = dispatch(&app, &tokens, req, started).await;
     tracing::debug!(
-        correlation_id = %cid,
-        path = %path,
         status = resp.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "request"
     );
-    Ok(resp)
+    Ok(from_bytes(resp))
 }
 
+/// The one request path: admission, then [`front::serve`] with the function's throttle
+/// and handler.
 async fn dispatch(
     app: &App,
     tokens: &VerifiedTokens,
     req: Request<Incoming>,
-    cid: &str,
-    path: &str,
-) -> HttpResponse {
-    if path == crate::metrics::PATH {
-        return from_core(crate::metrics::respond(req.method(), cid));
-    }
-    let op = match api::match_route(req.method(), path) {
-        Ok(op) => op,
-        Err(e) => return error(&e, cid, path),
-    };
-    let verified = if op.function() == Function::Health {
-        None
-    } else {
-        match authorize(app, tokens, &req) {
-            Ok(v) => Some(v),
-            Err(e) => return error(&e, cid, path),
-        }
-    };
-    if let (Some(limiter), Some(v)) = (&app.rate_limiter, &verified)
-        && let Err(e) = limiter.admit(&op, &v.claims)
+    started: std::time::Instant,
+) -> Response<Bytes> {
+    let (parts, body) = req.into_parts();
+    let pending = match call::begin(&parts.method, parts.uri, parts.headers)
+        .and_then(|p| p.authorize(|h| caller(app, tokens, h)))
     {
-        return error(&e, cid, path);
-    }
-    if let (Op::Resolve(params), Some(v)) = (&op, &verified) {
-        return match admit_resolve(&op, v, req).await {
-            Ok(req) => {
-                let call = ResolveCall {
-                    params,
-                    key: req.key.as_deref(),
-                    if_none_match: req.if_none_match.as_deref(),
-                };
-                match app.resolve.resolve(call, cid).await {
-                    Ok(resp) => resp.map(Full::new),
-                    Err(e) => error(&e, cid, path),
-                }
-            }
-            Err(e) => error(&e, cid, path),
-        };
-    }
-    let claims = verified.map(|v| v.claims.clone());
-    let (mut parts, body) = req.into_parts();
-    let bytes =
-        match tokio::time::timeout(crate::server::BODY_READ_TIMEOUT, read_limited(body)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "client body ended early");
-                return error(&Error::invalid("body", "could not be read"), cid, path);
-            }
-            Err(_) => {
-                let why = format!(
-                    "not received within {} s",
-                    crate::server::BODY_READ_TIMEOUT.as_secs()
-                );
-                return error(&Error::invalid("body", why), cid, path);
-            }
-        };
-    // The function sees the same correlation id this gateway answers with.
-    if let Ok(v) = HeaderValue::from_str(cid) {
-        parts.headers.insert(api::CORRELATION_HEADER, v);
-    }
-    let lambda_req = to_lambda_request(parts, bytes, claims, cid, path);
-    let resp = match op.function() {
-        Function::Write => app.write.handle(lambda_req).await,
-        Function::Resolve | Function::Health => app.resolve.handle(lambda_req).await,
+        Ok(p) => p,
+        Err(refused) => return front::refuse(refused, started),
     };
-    resp.map(|b| match b {
-        Body::Text(s) => Full::new(Bytes::from(s)),
-        Body::Binary(v) => Full::new(Bytes::from(v)),
-        _ => Full::new(Bytes::new()),
-    })
-}
-
-/// What resolve needs of an HTTP request, once admitted.
-struct ResolveRequest {
-    key: Option<String>,
-    if_none_match: Option<String>,
-}
-
-/// The checks [`tm_http::apigw::admit`] runs for a Lambda request, in the same order, on
-/// the HTTP request itself: the caller (401), scope and tenant (403), then the body (413;
-/// resolve takes none, so any media type passes).
-async fn admit_resolve(
-    op: &Op,
-    verified: &Verified,
-    req: Request<Incoming>,
-) -> Result<ResolveRequest, Error> {
-    let principal = verified.principal.as_ref().map_err(Clone::clone)?;
-    principal.authorize(op)?;
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+    let function = pending.op().function();
+    let admitted: Result<_, Refused> = match read_body(body).await {
+        Ok(bytes) => pending.finish(bytes, None),
+        Err(e) => Err(pending.refused(e)),
     };
-    let if_none_match = header("if-none-match");
-    let content_type = header("content-type");
-    let key = query_param(req.uri().query(), "key");
-    let body = req.into_body();
-    let bytes = if hyper::body::Body::is_end_stream(&body) {
-        Vec::new()
-    } else {
-        read_limited(body).await.map_err(|e| {
-            tracing::debug!(error = %e, "client body ended early");
-            Error::invalid("body", "could not be read")
-        })?
-    };
-    api::check_body(op, content_type.as_deref(), &bytes)?;
-    Ok(ResolveRequest { key, if_none_match })
-}
-
-fn to_lambda_request(
-    parts: http::request::Parts,
-    body: Vec<u8>,
-    claims: Option<HashMap<String, String>>,
-    cid: &str,
-    path: &str,
-) -> lambda_http::Request {
-    let mut ctx = ApiGatewayV2httpRequestContext::default();
-    ctx.route_key = Some("$default".into());
-    ctx.stage = Some("$default".into());
-    ctx.request_id = Some(cid.to_owned());
-    ctx.time_epoch = tm_core::domain::timefmt::Timestamp::now().millis();
-    ctx.http.method = parts.method.clone();
-    ctx.http.path = Some(path.to_owned());
-    ctx.http.protocol = Some("HTTP/1.1".into());
-    if let Some(claims) = claims {
-        let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
-        jwt.claims = claims;
-        let mut authorizer = ApiGatewayRequestAuthorizer::default();
-        authorizer.jwt = Some(jwt);
-        ctx.authorizer = Some(authorizer);
-    }
-    let query = query_map(parts.uri.query());
-    let body = if body.is_empty() {
-        Body::Empty
-    } else {
-        match String::from_utf8(body) {
-            Ok(s) => Body::Text(s),
-            Err(e) => Body::Binary(e.into_bytes()),
+    match function {
+        Function::Write => {
+            front::serve(admitted, app.write_throttle.as_ref(), started, |c| {
+                app.write.serve(c)
+            })
+            .await
         }
-    };
-    let mut req = http::Request::new(body);
-    *req.method_mut() = parts.method;
-    *req.uri_mut() = parts.uri;
-    *req.headers_mut() = parts.headers;
-    req.with_request_context(RequestContext::ApiGatewayV2(ctx))
-        .with_query_string_parameters(query)
-        .with_raw_http_path(path)
+        Function::Resolve | Function::Health => {
+            front::serve(admitted, app.resolve_throttle.as_ref(), started, |c| {
+                app.resolve.serve(c)
+            })
+            .await
+        }
+    }
 }
 
 #[cfg(test)]
@@ -479,12 +326,10 @@ mod tests {
         let tokens = VerifiedTokens::default();
         let t = token(b"s", 1_000);
         // GIVEN a token that verified once
-        assert_eq!(tokens.verify(b"s", &t, 900).unwrap().claims["sub"], "u");
+        let sub = |v: Arc<Verified>| v.principal.as_ref().unwrap().sub.clone();
+        assert_eq!(sub(tokens.verify(b"s", &t, 900).unwrap()), "u");
         // THEN it verifies again from the cache, and expires on time all the same
-        assert_eq!(
-            tokens.verify(b"s", &t, 1_000).unwrap().claims["tm_tenants"],
-            "acme"
-        );
+        assert_eq!(sub(tokens.verify(b"s", &t, 1_000).unwrap()), "u");
         assert!(matches!(
             tokens.verify(b"s", &t, 1_000 + jwt::LEEWAY_SECS + 1),
             Err(Error::Unauthorized(_))
@@ -498,21 +343,5 @@ mod tests {
         assert!(tokens.verify(b"s", &other, 900).is_err());
         // AND failures are not remembered
         assert!(tokens.verify(b"s", &other, 900).is_err());
-    }
-
-    #[test]
-    fn query_strings_decode_like_api_gateway() {
-        let q = query_map(Some("key=a%20b&limit=5&x=1&x=2&plus=a+b&flag"));
-        assert_eq!(q["key"], "a b");
-        assert_eq!(q["limit"], "5");
-        assert_eq!(q["x"], "1,2");
-        assert_eq!(q["plus"], "a b");
-        assert_eq!(q["flag"], "");
-        // One parameter alone reads the same as from the whole map
-        let raw = Some("key=a%20b&limit=5&key=c+d&keyx=1");
-        assert_eq!(query_param(raw, "key").as_deref(), Some("a b,c d"));
-        assert_eq!(query_param(raw, "limit").as_deref(), Some("5"));
-        assert_eq!(query_param(raw, "nope"), None);
-        assert_eq!(query_param(None, "key"), None);
     }
 }

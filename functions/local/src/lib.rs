@@ -1,14 +1,14 @@
 //! `tm-local`: the same handlers as the Lambda functions, in one process on one port.
 //! - [`cli`]: the command line (CONTRACT §8).
 //! - [`app`]: builds the backends, services and handlers from configuration.
-//! - [`gateway`]: plays API Gateway: route table, JWT authorizer, body limit, and the
-//!   `lambda_http` request each function would receive.
+//! - [`gateway`]: plays API Gateway: admits each request through the steps every
+//!   transport shares (route table, JWT authorizer, body limit), then the functions' own
+//!   request path (throttle, handler).
 //! - [`trigger`]: plays the MSK trigger for the embedded mode: hands committed events to
 //!   the event-consumer handler in MSK-shaped batches.
 //! - [`kafka_trigger`]: plays the MSK trigger against a real broker when
 //!   `TM_KAFKA_BROKERS` is set: a consumer group feeding the same handler.
 //! - [`metrics`]: `GET /metrics`, the figures in Prometheus text format.
-//! - [`ratelimit`]: per-tenant token buckets (`TM_RATE_LIMIT_RPS`), 429 `throttled`.
 //! - [`server`]: connection handling: header, body and idle timeouts, a connection cap,
 //!   and the contract's error body on hyper's own 400/414/431.
 //! - [`secret`]: the HS256 secret (environment, or generated once into the data dir).
@@ -18,7 +18,6 @@ pub mod cli;
 pub mod gateway;
 pub mod kafka_trigger;
 pub mod metrics;
-pub mod ratelimit;
 pub mod secret;
 pub mod server;
 pub mod trigger;

@@ -1,4 +1,4 @@
-//! The outbox-relay Lambda: reads configuration once per cold start; on each scheduled
+//! The outbox-relay Lambda: wires the store and the publisher ([`tm_core::boot`]); on each scheduled
 //! invocation publishes what the outbox still holds; when the deployment's `KafkaTopics`
 //! custom resource asks, creates the event topics (MSK Serverless topics can only be
 //! created by a client), answering with what it created or failing the invocation.
@@ -7,10 +7,9 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tm_core::adapters::kafka::ensure_topics;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
-use tm_core::adapters::kafka::{KafkaCluster, ensure_topics};
-use tm_core::config::Config;
-use tm_core::metrics::emf::Emf;
+use tm_core::boot::{self, Lambda, Place};
 use tm_core::services::relay::Relay;
 use tm_outbox_relay::{Invocation, RelayHandler};
 
@@ -19,31 +18,27 @@ const BUDGET: Duration = Duration::from_secs(40);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tm_core::logging::init();
-    // Before anything records (tm_core::metrics): EMF lines on stdout.
-    let emf = Emf::install_from_env()?.map(Arc::new);
-    let config = Config::from_env()?;
-    let cluster = KafkaCluster::from_config(&config)
-        .await
-        .ok_or("TM_KAFKA_BROKERS is required")??;
-    let store = tm_core::wiring::dynamodb_store(&config).await?;
+    let lambda = Lambda::start()?;
+    let config = Arc::new(lambda.config.clone());
+    let cluster = boot::kafka(&config, Place::Lambda)
+        .await?
+        .ok_or("TM_KAFKA_BROKERS is required")?;
+    let store = boot::store(&config, Place::Lambda).await?;
     let publisher = Arc::new(KafkaPublisher::new(&cluster, config.kafka_topic.clone())?);
     let handler = Arc::new(RelayHandler::new(
-        Arc::new(Relay::new(store, publisher)),
+        Arc::new(Relay::new(store.store, publisher)),
         BUDGET,
     ));
-    let config = Arc::new(config);
+    // One run every few minutes: its figures go out at its end.
+    let flush = Arc::new(lambda.flush());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (handler, cluster, config, emf) =
-            (handler.clone(), cluster.clone(), config.clone(), emf.clone());
+        let (handler, cluster, config, flush) =
+            (handler.clone(), cluster.clone(), config.clone(), flush.clone());
         async move {
             match Invocation::from_event(&event.payload)? {
                 Invocation::Drain => {
                     let report = handler.handle().await;
-                    if let Some(emf) = &emf {
-                        // One run every few minutes: write its figures now.
-                        emf.flush();
-                    }
+                    flush();
                     Ok::<Value, Error>(json!(report))
                 }
                 Invocation::EnsureTopics { partitions } => {

@@ -1,5 +1,5 @@
-//! The prober Lambda: reads configuration once per cold start, builds the clients
-//! (DynamoDB, Kafka, the HTTP prober) once, and on each scheduled invocation probes for
+//! The prober Lambda: wires the store, the publisher ([`tm_core::boot`]) and the HTTP
+//! prober once per cold start, and on each scheduled invocation probes for
 //! most of a minute. Health events are published right after their commit; whatever
 //! misses that stays in the outbox for the outbox-relay function.
 
@@ -8,10 +8,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tm_core::adapters::http_probe::HyperProbe;
-use tm_core::adapters::kafka::KafkaCluster;
 use tm_core::adapters::kafka::publisher::KafkaPublisher;
-use tm_core::config::Config;
-use tm_core::metrics::emf::Emf;
+use tm_core::boot::{self, Lambda, Place};
 use tm_core::services::prober::{Prober, ProberSettings};
 use tm_core::services::write::AfterCommit;
 use tm_prober::{ProberHandler, ProberReport};
@@ -26,14 +24,12 @@ const PUBLISH_DEADLINE: Duration = Duration::from_millis(500);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tm_core::logging::init();
-    // Before anything records (tm_core::metrics): EMF lines on stdout.
-    let emf = Emf::install_from_env()?.map(Arc::new);
-    let config = Config::from_env()?;
-    let cluster = KafkaCluster::from_config(&config)
-        .await
-        .ok_or("TM_KAFKA_BROKERS is required")??;
-    let store = tm_core::wiring::dynamodb_store(&config).await?;
+    let lambda = Lambda::start()?;
+    let config = &lambda.config;
+    let cluster = boot::kafka(config, Place::Lambda)
+        .await?
+        .ok_or("TM_KAFKA_BROKERS is required")?;
+    let store = boot::store(config, Place::Lambda).await?.store;
     let publisher = Arc::new(KafkaPublisher::new(&cluster, config.kafka_topic.clone())?);
     let settings = ProberSettings::default();
     let prober = Arc::new(Prober::new(
@@ -47,14 +43,13 @@ async fn main() -> Result<(), Error> {
         settings,
     ));
     let handler = Arc::new(ProberHandler::new(prober, BUDGET, settings.second, GRACE));
+    // One invocation a minute: its figures go out before the environment freezes.
+    let flush = Arc::new(lambda.flush());
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
-        let (handler, emf) = (handler.clone(), emf.clone());
+        let (handler, flush) = (handler.clone(), flush.clone());
         async move {
             let report = handler.handle().await;
-            // One invocation a minute: its figures go out before the environment freezes.
-            if let Some(emf) = &emf {
-                emf.flush();
-            }
+            flush();
             Ok::<ProberReport, Error>(report)
         }
     }))

@@ -1,4 +1,6 @@
-//! Request ↔ `Resolver`, and the health endpoints.
+//! An admitted [`Call`] ↔ `Resolver`, and the health endpoints. Both transports end
+//! here: the Lambda through [`tm_http::lambda`], tm-local through its server; neither
+//! checks anything this handler relies on twice.
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -11,12 +13,11 @@ use tm_core::ports::Probe;
 use tm_core::services::resolve::{self, Resolver};
 use tm_core::{Error, Result};
 use tm_http::api::{self, Op, RouteParams};
-use tm_http::apigw::{self, Admitted};
+use tm_http::call::Call;
 use tracing::Instrument;
 
-/// One resolve request, whichever transport carried it: the Lambda event (through
-/// [`ResolveHandler::handle`]) or tm-local's HTTP server, which calls
-/// [`ResolveHandler::resolve`] directly once its gateway has admitted the request.
+/// What resolve reads of a request: the path's names and selector, the sticky key and
+/// the client's ETag.
 #[derive(Clone, Copy, Debug)]
 pub struct ResolveCall<'a> {
     /// The path's names and selector.
@@ -39,21 +40,43 @@ impl ResolveHandler {
         Self { resolver, probes }
     }
 
-    /// Answers one request; never fails (errors are responses).
-    pub async fn handle(&self, req: Request) -> Response<Body> {
+    /// Answers one admitted call; never fails (errors are responses).
+    pub async fn serve(&self, call: Call) -> http::Response<Bytes> {
         // A debug span, not info: on the hot path an enabled span with a recorded field
         // costs 6-7 % of the CPU of an L1 hit (docs/benchmarks.md). Resolve's warnings
         // name the route instead; RUST_LOG=tm_resolve=debug brings the span back.
-        let span = tracing::debug_span!("resolve", correlation_id = tracing::field::Empty);
-        apigw::serve(&req, |adm| {
-            span.record("correlation_id", adm.correlation_id.as_str());
-            async {
-                let cid = adm.correlation_id.clone();
-                (self.dispatch(&req, adm).await, cid)
+        let span = tracing::debug_span!("resolve", correlation_id = %call.correlation_id);
+        let cid = call.correlation_id.as_str();
+        let answered = async {
+            match &call.op {
+                Op::Resolve(p) => {
+                    let key = call.query("key");
+                    let req = ResolveCall {
+                        params: p,
+                        key: key.as_deref(),
+                        if_none_match: call.header("if-none-match"),
+                    };
+                    self.resolve(req, cid).await
+                }
+                Op::Healthz => {
+                    Ok(
+                        api::json_response(StatusCode::OK, &json!({"status": "ok"}), cid)
+                            .map(Bytes::from),
+                    )
+                }
+                Op::Readyz => Ok(self.readiness(cid).await.map(Bytes::from)),
+                _ => Err(Error::NotFound),
             }
-            .instrument(span.clone())
-        })
-        .await
+        }
+        .instrument(span)
+        .await;
+        answered.unwrap_or_else(|e| api::error_response(&e, cid).map(Bytes::from))
+    }
+
+    /// The Lambda transport without a throttle: an API Gateway v2 request in, the Lambda
+    /// response out (handler tests and benches feed it real event JSON).
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        tm_http::lambda::invoke(req, None, |call| self.serve(call)).await
     }
 
     /// Resolves an admitted request (authorised, body checked): 200 with the answer,
@@ -104,30 +127,6 @@ impl ResolveHandler {
         }
         figures.resolved(source, started.elapsed());
         Ok(resp)
-    }
-
-    async fn dispatch(&self, req: &Request, adm: Admitted) -> Result<Response<String>> {
-        let cid = adm.correlation_id.as_str();
-        match &adm.op {
-            Op::Resolve(p) => {
-                let key = apigw::query(req, "key");
-                let call = ResolveCall {
-                    params: p,
-                    key: key.as_deref(),
-                    if_none_match: apigw::header(req, "if-none-match"),
-                };
-                let resp = self.resolve(call, cid).await?;
-                // The body is JSON that serde_json wrote: always UTF-8.
-                Ok(resp.map(|b| String::from_utf8_lossy(&b).into_owned()))
-            }
-            Op::Healthz => Ok(api::json_response(
-                StatusCode::OK,
-                &json!({"status": "ok"}),
-                cid,
-            )),
-            Op::Readyz => Ok(self.readiness(cid).await),
-            _ => Err(Error::NotFound),
-        }
     }
 
     async fn readiness(&self, cid: &str) -> Response<String> {

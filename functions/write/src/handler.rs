@@ -1,7 +1,8 @@
-//! Request ↔ `WriteService`: names and bodies are parsed here, at the edge, into the
-//! core's validated types; every error becomes the contract's response.
+//! An admitted [`Call`] ↔ `WriteService`: names and bodies are parsed here, at the edge,
+//! into the core's validated types; every error becomes the contract's response.
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
 use lambda_http::{Body, Request, Response};
 use tm_core::domain::event::ChangeType;
 use tm_core::domain::names::{EnvName, RouteKey, ServiceName, TenantName};
@@ -10,7 +11,7 @@ use tm_core::domain::timefmt::Timestamp;
 use tm_core::services::write::{Actor, AuditFilter, Preconditions, WriteService};
 use tm_core::{Error, Result};
 use tm_http::api::{self, Op, RouteParams};
-use tm_http::apigw::{self, Admitted};
+use tm_http::call::Call;
 use tracing::Instrument;
 
 /// The write function's handler.
@@ -28,8 +29,8 @@ fn tenant_of(t: &str) -> Result<TenantName> {
 
 /// A precondition header as text. One that is present but not visible ASCII is 400: it
 /// must never count as absent, which would make the write unconditional.
-fn precondition_header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>> {
-    match req.headers().get(name) {
+fn precondition_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
+    match headers.get(name) {
         None => Ok(None),
         Some(v) => v
             .to_str()
@@ -38,9 +39,9 @@ fn precondition_header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a st
     }
 }
 
-fn preconditions(req: &Request) -> Result<Preconditions> {
+fn preconditions(headers: &HeaderMap) -> Result<Preconditions> {
     Ok(Preconditions {
-        if_match: api::parse_if_match(precondition_header(req, "If-Match")?)?,
+        if_match: api::parse_if_match(precondition_header(headers, "If-Match")?)?,
         if_none_match_any: false,
     })
 }
@@ -53,17 +54,17 @@ fn route_response(status: StatusCode, route: &Route, cid: &str) -> Response<Stri
 
 /// A query parameter that must be a valid name when present.
 fn name_param<T>(
-    req: &Request,
+    call: &Call,
     field: &str,
     parse: fn(&str) -> std::result::Result<T, String>,
 ) -> Result<Option<T>> {
-    apigw::query(req, field)
+    call.query(field)
         .map(|v| parse(&v).map_err(|e| Error::invalid(field, e)))
         .transpose()
 }
 
-fn time_param(req: &Request, field: &str) -> Result<Option<Timestamp>> {
-    apigw::query(req, field)
+fn time_param(call: &Call, field: &str) -> Result<Option<Timestamp>> {
+    call.query(field)
         .map(|v| Timestamp::parse(&v).map_err(|e| Error::invalid(field, e)))
         .transpose()
 }
@@ -74,42 +75,40 @@ impl WriteHandler {
         Self { service }
     }
 
-    /// Answers one request; never fails (errors are responses).
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        let started = std::time::Instant::now();
-        let span = tracing::info_span!("write", correlation_id = tracing::field::Empty);
-        let resp = apigw::serve(&req, |adm| {
-            span.record("correlation_id", adm.correlation_id.as_str());
-            async {
-                let cid = adm.correlation_id.clone();
-                (self.dispatch(&req, adm).await, cid)
-            }
-            .instrument(span.clone())
-        })
-        .await;
-        tm_core::metrics::figures().wrote(resp.status().as_u16(), started.elapsed());
-        resp
+    /// Answers one admitted call; never fails (errors are responses).
+    pub async fn serve(&self, call: Call) -> http::Response<Bytes> {
+        let span = tracing::info_span!("write", correlation_id = %call.correlation_id);
+        let answered = self.dispatch(&call).instrument(span).await;
+        answered
+            .unwrap_or_else(|e| api::error_response(&e, &call.correlation_id))
+            .map(Bytes::from)
     }
 
-    async fn dispatch(&self, req: &Request, adm: Admitted) -> Result<Response<String>> {
-        let cid = adm.correlation_id.as_str();
+    /// The Lambda transport without a throttle: an API Gateway v2 request in, the Lambda
+    /// response out (handler tests feed it real event JSON).
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        tm_http::lambda::invoke(req, None, |call| self.serve(call)).await
+    }
+
+    async fn dispatch(&self, call: &Call) -> Result<Response<String>> {
+        let cid = call.correlation_id.as_str();
         let actor = || Actor {
-            sub: adm
+            sub: call
                 .principal
                 .as_ref()
                 .map(|p| p.sub.clone())
                 .unwrap_or_default(),
             correlation_id: cid.to_owned(),
         };
-        let limit = || api::parse_limit(apigw::query(req, "limit").as_deref());
-        let cursor = apigw::query(req, "cursor");
-        match &adm.op {
+        let limit = || api::parse_limit(call.query("limit").as_deref());
+        let cursor = call.query("cursor");
+        match &call.op {
             Op::PutRoute(p) => {
                 let key = key_of(p)?;
-                let mut pre = preconditions(req)?;
+                let mut pre = preconditions(&call.headers)?;
                 pre.if_none_match_any =
-                    api::parse_if_none_match(precondition_header(req, "If-None-Match")?)?;
-                let spec = RouteSpec::from_json(apigw::body_bytes(req))?;
+                    api::parse_if_none_match(precondition_header(&call.headers, "If-None-Match")?)?;
+                let spec = RouteSpec::from_json(&call.body)?;
                 let (route, created) = self.service.put(&key, spec, pre, &actor()).await?;
                 let status = if created {
                     StatusCode::CREATED
@@ -125,7 +124,7 @@ impl WriteHandler {
             Op::DeleteRoute(p) => {
                 let key = key_of(p)?;
                 self.service
-                    .delete(&key, preconditions(req)?, &actor())
+                    .delete(&key, preconditions(&call.headers)?, &actor())
                     .await?;
                 Ok(api::base_response(
                     StatusCode::NO_CONTENT,
@@ -135,10 +134,10 @@ impl WriteHandler {
             }
             Op::Activate(p) | Op::Deactivate(p) => {
                 let key = key_of(p)?;
-                let active = matches!(adm.op, Op::Activate(_));
+                let active = matches!(call.op, Op::Activate(_));
                 let route = self
                     .service
-                    .set_active(&key, active, preconditions(req)?, &actor())
+                    .set_active(&key, active, preconditions(&call.headers)?, &actor())
                     .await?;
                 Ok(route_response(StatusCode::OK, &route, cid))
             }
@@ -156,8 +155,8 @@ impl WriteHandler {
             }
             Op::ListRoutes(t) => {
                 let tenant = tenant_of(t)?;
-                let service = name_param(req, "service", ServiceName::parse)?;
-                let env = name_param(req, "env", EnvName::parse)?;
+                let service = name_param(call, "service", ServiceName::parse)?;
+                let env = name_param(call, "env", EnvName::parse)?;
                 let page = self
                     .service
                     .list(&tenant, service, env, limit()?, cursor.as_deref())
@@ -166,7 +165,7 @@ impl WriteHandler {
             }
             Op::Audit(t) => {
                 let tenant = tenant_of(t)?;
-                let kind = apigw::query(req, "type")
+                let kind = call.query("type")
                     .map(|v| {
                         ChangeType::parse(&v).ok_or_else(|| {
                             Error::invalid("type", "must be one of route.created, route.updated, route.activated, route.deactivated, route.deleted")
@@ -175,8 +174,8 @@ impl WriteHandler {
                     .transpose()?;
                 let filter = AuditFilter {
                     kind,
-                    since: time_param(req, "since")?,
-                    until: time_param(req, "until")?,
+                    since: time_param(call, "since")?,
+                    until: time_param(call, "until")?,
                 };
                 let page = self
                     .service
@@ -195,11 +194,10 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn request(name: &'static str, value: &[u8]) -> Request {
-        let mut req = Request::new(Body::Empty);
-        req.headers_mut()
-            .insert(name, HeaderValue::from_bytes(value).unwrap());
-        req
+    fn request(name: &'static str, value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_bytes(value).unwrap());
+        h
     }
 
     #[test]
@@ -219,7 +217,7 @@ mod tests {
             preconditions(&good).unwrap().if_match,
             Some(api::IfMatch::Revision(7))
         );
-        let none = Request::new(Body::Empty);
+        let none = HeaderMap::new();
         assert_eq!(preconditions(&none).unwrap().if_match, None);
     }
 }

@@ -8,13 +8,13 @@ pub mod handler;
 
 pub use handler::WriteHandler;
 
-/// Variables `main.rs` reads that a deployment must set (CONTRACT §9): the table, the
-/// shared cache, the cursor secret and the Kafka cluster it cannot start without, and the
+/// Variables `main.rs` reads that a deployment must set: the table, the shared cache, the
+/// Secrets Manager secret that signs cursors and the Kafka cluster it cannot start without, and the
 /// topic and authentication that must match the cluster's.
 pub const ENV_VARS: &[&str] = &[
     "TM_TABLE_NAME",
     "TM_REDIS_URL",
-    "TM_CURSOR_SECRET",
+    "TM_CURSOR_SECRET_ID",
     "TM_KAFKA_BROKERS",
     "TM_KAFKA_TOPIC",
     "TM_KAFKA_AUTH",
@@ -29,6 +29,7 @@ pub const OPTIONAL_ENV_VARS: &[&str] = &[
     "TM_RATE_LIMIT_BURST",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
 ];
 
 /// The IAM actions the function's role needs: the union of these adapter sets (the
@@ -36,4 +37,5 @@ pub const OPTIONAL_ENV_VARS: &[&str] = &[
 pub const IAM_ACTIONS: &[&[&str]] = &[
     tm_core::adapters::dynamodb::IAM_ACTIONS_WRITE,
     tm_core::adapters::kafka::PRODUCER_IAM_ACTIONS,
+    tm_core::adapters::secretsmanager::IAM_ACTIONS,
 ];

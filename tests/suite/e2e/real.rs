@@ -1,5 +1,5 @@
 //! Every scenario again, on tm-local over the real servers: DynamoDB Local, Redis and
-//! Tansu (Kafka). Each test gets its own table, key prefix, topics and consumer group.
+//! nisshi (Kafka protocol). Each test gets its own table, key prefix, topics and consumer group.
 
 use super::scenarios as s;
 use std::process::Command;

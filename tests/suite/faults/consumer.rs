@@ -50,8 +50,8 @@ fn redis_dump(port: u16, prefix: &str) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_consumer_killed_between_applying_a_batch_and_committing_it_changes_nothing_when_the_batch_comes_again()
  {
-    // GIVEN routes changed through tm-local (the writer), their events on a private Tansu
-    let kafka = Server::tansu();
+    // GIVEN routes changed through tm-local (the writer), their events on a private nisshi broker
+    let kafka = Server::kafka();
     let redis = Server::redis();
     let writer = Stack::new(SHARED_DYNAMODB, &redis.url(), &kafka.url());
     writer.init();
@@ -183,7 +183,7 @@ fn event_json(service: &str, revision: u64, schema: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_records_land_in_the_dlq_with_their_reason_and_the_partition_keeps_flowing() {
     // GIVEN tm-local on a one-partition topic, with a route whose first event applied
-    let kafka = Server::tansu();
+    let kafka = Server::kafka();
     let redis = Server::redis();
     let stack = Stack::new(SHARED_DYNAMODB, &redis.url(), &kafka.url());
     let dlq = format!("{}-dlq", stack.topic);

@@ -27,7 +27,7 @@ async fn dynamodb_stopped_cached_routes_still_answer_uncached_ones_and_writes_ar
     // one only in the in-process cache (its shared cache entry deleted), one in neither
     let dynamo = Server::dynamodb();
     let redis = Server::redis();
-    let kafka = Server::tansu();
+    let kafka = Server::kafka();
     let stack = Stack::new(&dynamo.url(), &redis.url(), &kafka.url()).l1(300);
     stack.init();
     let app = stack.start();

@@ -19,8 +19,8 @@ const CHANGES: u32 = 5;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_stopped_writes_still_commit_and_when_it_returns_every_change_reaches_the_cache_exactly_once_in_order()
  {
-    // GIVEN tm-local on a private Tansu, four routes whose events reached the cache
-    let mut kafka = Server::tansu();
+    // GIVEN tm-local on a private nisshi broker, four routes whose events reached the cache
+    let mut kafka = Server::kafka();
     let redis = Server::redis();
     let stack = Stack::new(SHARED_DYNAMODB, &redis.url(), &kafka.url());
     stack.init();
@@ -169,8 +169,8 @@ async fn kafka_stopped_writes_still_commit_and_when_it_returns_every_change_reac
         slowest < Duration::from_secs(2),
         "a write waited on the broker: {slowest:?}"
     );
-    // (Tansu 0.6 panics on a produce with an idempotent producer's bumped epoch: the
-    // publisher must have replaced its producer rather than bumped it)
+    // (Tansu 0.6, nisshi's former self, panicked on a produce with an idempotent
+    // producer's bumped epoch: the publisher must replace its producer rather than bump it)
     assert!(!kafka.log().contains("panicked"), "{}", kafka.log());
     // AND cache == store for every route
     let svcs: Vec<ServiceKey> = SERVICES

@@ -19,7 +19,7 @@ async fn the_breakers_never_trip_on_healthy_backends_under_64_concurrent_connect
     // goes to Redis, every write to DynamoDB), and 16 routes
     let dynamo = Server::dynamodb();
     let redis = Server::redis();
-    let kafka = Server::tansu();
+    let kafka = Server::kafka();
     let stack = Stack::new(&dynamo.url(), &redis.url(), &kafka.url()).l1(0);
     stack.init();
     let app = stack.start();

@@ -42,7 +42,7 @@ use tm_core::adapters::redis_cache::RedisCache;
 use tm_tests::{Http, TmLocal, route_path};
 
 /// The shared DynamoDB Local (`scripts/start-services.sh`): used by tests that do not
-/// break the store (a private one costs a JVM). Redis and Tansu are always private: they
+/// break the store (a private one costs a JVM). Redis and the broker are always private: they
 /// start in well under a second.
 pub(crate) const SHARED_DYNAMODB: &str = "http://127.0.0.1:8000";
 

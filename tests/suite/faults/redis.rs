@@ -19,7 +19,7 @@ async fn redis_stopped_under_load_resolve_answers_from_the_store_without_a_5xx_a
     // GIVEN tm-local on a private Redis, with the in-process cache off so every resolve
     // asks the shared cache, and eight routes whose events reached it
     let mut redis = Server::redis();
-    let kafka = Server::tansu();
+    let kafka = Server::kafka();
     let stack = Stack::new(SHARED_DYNAMODB, &redis.url(), &kafka.url()).l1(0);
     stack.init();
     let app = stack.start();

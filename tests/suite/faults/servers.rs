@@ -1,4 +1,4 @@
-//! Private servers for fault tests: a `redis-server`, a DynamoDB Local or a Tansu broker
+//! Private servers for fault tests: a `redis-server`, a DynamoDB Local or a nisshi broker (Kafka protocol)
 //! of the test's own, on a free port, that the test can freeze (SIGSTOP), thaw (SIGCONT),
 //! kill and start again, without touching the shared servers other tests use. Each is
 //! killed (and reaped) when dropped.
@@ -24,7 +24,7 @@ fn port_answers(port: u16) -> bool {
 enum Kind {
     Redis,
     DynamoDb,
-    Tansu,
+    Nisshi,
 }
 
 /// One private server process.
@@ -48,10 +48,10 @@ impl Server {
         Self::start(Kind::DynamoDb)
     }
 
-    /// Tansu on a sqlite file in its own folder: a kill and a restart on the same port
+    /// nisshi on a sqlite file in its own folder: a kill and a restart on the same port
     /// and file is a broker outage that loses nothing.
-    pub(crate) fn tansu() -> Self {
-        Self::start(Kind::Tansu)
+    pub(crate) fn kafka() -> Self {
+        Self::start(Kind::Nisshi)
     }
 
     fn start(kind: Kind) -> Self {
@@ -106,14 +106,16 @@ impl Server {
                     ]);
                 c
             }
-            Kind::Tansu => {
+            Kind::Nisshi => {
                 let url = format!("tcp://127.0.0.1:{port}");
-                let mut c = Command::new(cache_dir().join("tansu/bin/tansu"));
+                let mut c = Command::new(cache_dir().join("nisshi/bin/nisshi"));
                 // From its own folder: it reads `.env` from the working directory.
                 c.current_dir(self.dir.path())
                     .arg("broker")
                     .args(["--listener-url", &url, "--advertised-listener-url", &url])
-                    .args(["--storage-engine", "sqlite://tansu.db"]);
+                    .args(["--storage-engine", "sqlite://nisshi.db"])
+                    // A group's first rebalance at once (nisshi waits 3 s by default).
+                    .args(["--group-initial-rebalance-delay", "0s"]);
                 c
             }
         };
@@ -192,7 +194,7 @@ impl Server {
         match self.kind {
             Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
             Kind::DynamoDb => format!("http://127.0.0.1:{}", self.port),
-            Kind::Tansu => format!("127.0.0.1:{}", self.port),
+            Kind::Nisshi => format!("127.0.0.1:{}", self.port),
         }
     }
 }

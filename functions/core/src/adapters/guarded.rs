@@ -34,12 +34,11 @@
 //! readiness always reports the backend's own state.
 
 use crate::breaker::{Breaker, BreakerConfig};
-use crate::config::RateLimit;
 use crate::domain::event::{HistoryEntry, RouteEvent};
 use crate::domain::health::RouteHealth;
-use crate::domain::names::{RouteKey, ServiceKey, TenantName, VersionName};
+use crate::domain::names::{RouteKey, ServiceKey, VersionName};
 use crate::domain::route::Route;
-use crate::ports::{Admission, TenantLimiter};
+use crate::ports::UsageLedger;
 use crate::ports::{
     AuditPage, AuditQuery, CachedRoute, Commit, Consistency, HealthStore, HistoryReader, ListQuery,
     Outbox, OutboxEntry, Probe, RouteReader, RouteWriter, SharedCache, StoredRoute,
@@ -345,15 +344,16 @@ impl<T: HealthStore + ?Sized> HealthStore for Guarded<T> {
     }
 }
 
-/// Behind the same breaker and deadline as the cache reads of the same backend: a dead
-/// Redis costs a throttle check no more than it costs a cache read.
+/// Behind the same breaker as the cache itself, with the cache's write deadline: the
+/// exchange runs in the background, so its deadline bounds only how long a hung Redis
+/// holds the next exchange back.
 #[async_trait]
-impl<T: TenantLimiter + ?Sized> TenantLimiter for Guarded<T> {
-    async fn admit(&self, class: &str, tenant: &TenantName, limit: RateLimit) -> Result<Admission> {
+impl<T: UsageLedger + ?Sized> UsageLedger for Guarded<T> {
+    async fn exchange(&self, class: &str, deltas: &[(String, u64)]) -> Result<Vec<u64>> {
         self.guard(
-            "admit",
-            self.limits.read,
-            self.inner.admit(class, tenant, limit),
+            "exchange",
+            self.limits.write,
+            self.inner.exchange(class, deltas),
         )
         .await
     }

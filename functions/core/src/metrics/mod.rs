@@ -24,6 +24,7 @@
 //! | `tm_publish_deferred_total` | counter | | events a write or the prober committed but could not publish within its deadline: left in the outbox for the relay |
 //! | `tm_health_probes_total` | counter | | health probes made by the prober |
 //! | `tm_health_transitions_total` | counter | | endpoint health transitions the prober recorded |
+//! | `tm_ratelimit_degraded_total` | counter | | rate-limit exchanges with the fleet's ledger (Redis) that failed: the instance limited on its own meanwhile |
 
 #[cfg(feature = "emf")]
 pub mod emf;
@@ -63,6 +64,9 @@ pub const PUBLISH_DEFERRED: &str = "tm_publish_deferred_total";
 pub const HEALTH_PROBES: &str = "tm_health_probes_total";
 /// Endpoint health transitions recorded.
 pub const HEALTH_TRANSITIONS: &str = "tm_health_transitions_total";
+
+/// Failed exchanges of the rate limiter with the fleet's usage ledger.
+pub const LIMITER_DEGRADED: &str = "tm_ratelimit_degraded_total";
 
 /// Histogram buckets (Prometheus) for the latency, in seconds: 50 µs to 2.5 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -139,6 +143,11 @@ pub fn describe() {
         Unit::Count,
         "Endpoint health transitions recorded"
     );
+    metrics::describe_counter!(
+        LIMITER_DEGRADED,
+        Unit::Count,
+        "Rate-limit exchanges with the fleet's usage ledger that failed"
+    );
 }
 
 /// The registered handles.
@@ -158,6 +167,7 @@ pub struct Figures {
     deferred: Counter,
     probes: Counter,
     transitions: Counter,
+    limiter_degraded: Counter,
 }
 
 const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
@@ -210,6 +220,7 @@ pub fn figures() -> &'static Figures {
         deferred: metrics::counter!(PUBLISH_DEFERRED),
         probes: metrics::counter!(HEALTH_PROBES),
         transitions: metrics::counter!(HEALTH_TRANSITIONS),
+        limiter_degraded: metrics::counter!(LIMITER_DEGRADED),
     })
 }
 
@@ -277,6 +288,11 @@ impl Figures {
     pub fn probed(&self, probes: usize, transitions: usize) {
         self.probes.increment(probes as u64);
         self.transitions.increment(transitions as u64);
+    }
+
+    /// One failed exchange with the rate limiter's usage ledger.
+    pub fn limiter_degraded(&self) {
+        self.limiter_degraded.increment(1);
     }
 }
 

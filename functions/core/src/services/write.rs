@@ -1,7 +1,7 @@
 //! The management API's use cases: revisions, preconditions, events, pagination.
 
 use super::relay::Relay;
-use crate::cursor::CursorKey;
+use crate::cursor::CursorKeys;
 use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent, SCHEMA};
 use crate::domain::health::{self, HealthStatus};
 use crate::domain::names::{EnvName, RouteKey, ServiceName, TenantName};
@@ -208,7 +208,7 @@ pub struct WriteService {
     history: Arc<dyn HistoryReader>,
     cache: Arc<dyn SharedCache>,
     after_commit: AfterCommit,
-    cursors: CursorKey,
+    cursors: Arc<CursorKeys>,
     budget: Duration,
     deadline: Duration,
     audit_scan: usize,
@@ -238,14 +238,16 @@ fn check_if_match(pre: &Preconditions, live: Option<&Route>) -> Result<()> {
 }
 
 impl WriteService {
-    /// Builds the service over its ports.
+    /// Builds the service over its ports. `cursors` signs pagination cursors: a
+    /// [`CursorKey`](crate::cursor::CursorKey) (one fixed key) or the run-time
+    /// [`CursorKeys`] (a key ring refreshed from its source).
     pub fn new(
         reader: Arc<dyn RouteReader>,
         writer: Arc<dyn RouteWriter>,
         history: Arc<dyn HistoryReader>,
         cache: Arc<dyn SharedCache>,
         after_commit: AfterCommit,
-        cursors: CursorKey,
+        cursors: impl Into<Arc<CursorKeys>>,
     ) -> Self {
         Self {
             reader,
@@ -253,7 +255,7 @@ impl WriteService {
             history,
             cache,
             after_commit,
-            cursors,
+            cursors: cursors.into(),
             budget: WRITE_BUDGET,
             deadline: WRITE_DEADLINE,
             audit_scan: AUDIT_SCAN_BUDGET,

@@ -8,7 +8,7 @@
 //! - `auto.offset.reset=earliest`: a new group starts from the oldest retained event.
 //! - `fetch.wait.max.ms=10`: a change reaches the cache within milliseconds even on
 //!   brokers that hold an empty fetch for its whole wait instead of answering when a
-//!   record arrives (Tansu does); the price is ~100 small fetches a second when idle.
+//!   record arrives (Tansu and nisshi do); the price is ~100 small fetches a second when idle.
 //! - `session.timeout.ms=10000`: a member that died without leaving frees its partitions
 //!   within seconds.
 

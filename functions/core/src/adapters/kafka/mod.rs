@@ -1,5 +1,5 @@
 //! Kafka adapter (rdkafka with its bundled librdkafka): MSK in AWS, any Kafka-protocol
-//! broker locally (Tansu in the tests).
+//! broker locally (nisshi, Tansu's successor, in the tests).
 //! - [`KafkaCluster`]: where the brokers are and how to authenticate (plaintext, or SASL
 //!   OAUTHBEARER with an MSK IAM token); every client below is built from it.
 //! - [`KafkaPublisher`] ([`publisher`]): the [`EventPublisher`](crate::ports::EventPublisher)
@@ -8,7 +8,7 @@
 //!   reason and the source position in headers.
 //! - [`GroupConsumer`] ([`consumer`]): a consumer-group member with manual commits, seek
 //!   and pause, for tm-local's stand-in for the MSK trigger.
-//! - [`ensure_topics`]: creates the event topic and its DLQ (brokers such as Tansu do not
+//! - [`ensure_topics`]: creates the event topic and its DLQ (brokers such as nisshi do not
 //!   auto-create topics, and MSK should not).
 //! - [`msk_iam`]: the SigV4-presigned `kafka-cluster:Connect` token.
 //!
@@ -163,6 +163,11 @@ impl KafkaCluster {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", "traffic-manager")
+            // Topics are made on purpose (`tm-local init`, the KafkaTopics custom resource),
+            // never by a metadata request: a missing topic is a misconfiguration to report,
+            // not one to paper over with a one-partition default (brokers that honour the
+            // request, nisshi among them, would otherwise create it).
+            .set("allow.auto.create.topics", "false")
             // Warnings and errors only; librdkafka's debug output is for debugging sessions.
             .set_log_level(RDKafkaLogLevel::Warning);
         if self.iam.is_some() {
