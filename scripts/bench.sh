@@ -197,13 +197,13 @@ log "services"
 scripts/start-services.sh redis
 scripts/start-services.sh dynamodb
 # Kafka (nisshi, a 13-minute build the first time) only for the row that uses it.
-if want propagation; then scripts/start-services.sh kafka; fi
+if want propagation || want lambda_redis; then scripts/start-services.sh kafka; fi
 log "build (release)"
 cargo build --release --locked -p tm-local -p tm-bench >&2
 COLD_BIN="${BENCH_COLD_BIN:-$ROOT/target/lambda-release/tm-resolve}"
-if want coldstart && [ -z "${BENCH_COLD_BIN:-}" ]; then
+if { want coldstart || want lambda_redis; } && [ -z "${BENCH_COLD_BIN:-}" ]; then
   # The resolve Lambda as it ships: the lambda-release profile (Cargo.toml).
-  cargo build --profile lambda-release --locked -p tm-resolve >&2
+  cargo build --profile lambda-release --locked -p tm-resolve -p tm-write >&2
 fi
 if want criterion; then
   # The bench profile builds the criterion benches (a first build takes minutes).
@@ -524,6 +524,15 @@ row_coldstart() {
   "$BENCH" coldstart --bin "$COLD_BIN" --table "$TABLE" --runs "$COLD_RUNS" >>"$RESULTS"
 }
 
+row_lambda_redis() {
+  log "lambda_redis: tm-resolve under a local Runtime API, rate limit on: Redis commands per resolve, Redis frozen"
+  local r
+  for ((r = 0; r < RUNS; r++)); do
+    PATH="$TM_CACHE/moto/bin:$PATH" "$BENCH" lambda-redis --bin "$COLD_BIN" \
+      --write-bin "$(dirname "$COLD_BIN")/tm-write" --table "$TABLE" --run "$r" >>"$RESULTS"
+  done
+}
+
 row_memory() {
   log "memory: tm-local RSS over $MEM_RESOLVES resolves of $MEM_ROUTES routes"
   local tp prefix="tm-bench-mem-$RUN_ID:"
@@ -537,7 +546,7 @@ row_memory() {
 }
 
 START=$(date +%s)
-for row in http_l1 http_l2 miss criterion zipf burst propagation consumer coldstart memory; do
+for row in http_l1 http_l2 miss criterion zipf burst propagation consumer coldstart lambda_redis memory; do
   if want "$row"; then
     t0=$(date +%s)
     # A subshell in the background, so that `set -e` stays in force inside the row.

@@ -22,14 +22,16 @@ use tm_core::adapters::dynamodb::{
 use tm_core::adapters::memory_cache::MemoryCache;
 use tm_core::cursor::CursorKey;
 use tm_core::domain::event::{ChangeType, RouteEvent, SCHEMA};
-use tm_core::domain::health::{EndpointHealth, HealthCheck, HealthStatus, RouteHealth};
+use tm_core::domain::health::{EndpointHealth, RouteHealth};
+use tm_core::domain::health_check::HealthCheck;
 use tm_core::domain::names::{EnvName, RouteKey, ServiceKey, ServiceName, TenantName};
-use tm_core::domain::route::{Route, RouteSpec};
+use tm_core::domain::route::{HealthStatus, Route, RouteSpec};
 use tm_core::domain::timefmt::Timestamp;
 use tm_core::ports::{
     AuditQuery, Commit, Consistency, EventPublisher, HealthStore, HistoryReader, ListQuery, Outbox,
     Probe, RouteReader, RouteWriter, StoredRoute,
 };
+use tm_core::services::relay::Relay;
 use tm_core::services::write::{Actor, AfterCommit, AuditFilter, Preconditions, WriteService};
 
 const ENDPOINT: &str = "http://127.0.0.1:8000";
@@ -983,6 +985,150 @@ async fn marking_more_than_one_batch_published_removes_them_all() {
     assert_eq!(pending, ids);
     t.store.mark_published(&ids).await.unwrap();
     assert!(t.store.pending(100).await.unwrap().is_empty());
+    t.drop_table().await;
+}
+
+/// A publisher that records the route key of every event it accepts (written out by
+/// hand, as [`Accept`]).
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl EventPublisher for Recorder {
+    fn publish<'a, 'b, 'c>(
+        &'a self,
+        events: &'b [RouteEvent],
+    ) -> Pin<Box<dyn Future<Output = tm_core::Result<()>> + Send + 'c>>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(events.iter().map(|e| e.key().to_string()));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The items of one partition, as stored.
+async fn partition(t: &Table, pk: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    t.client
+        .query()
+        .table_name(&t.name)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn a_malformed_outbox_item_is_parked_and_every_other_shard_is_published() {
+    // GIVEN 16 services changed once, their events spread over several outbox shards
+    let t = Table::new().await;
+    let keys: Vec<RouteKey> = (0..16)
+        .map(|i| key("acme", &format!("svc-{i}"), "prod", "1.0.0"))
+        .collect();
+    for k in &keys {
+        create(&t.store, k).await;
+    }
+    let shards = outbox_partitions(&t).await;
+    assert!(shards.len() >= 4, "{shards:?}");
+    // ... and in one shard, written straight into the table, two items the store cannot
+    // decode: the oldest entry of all, whose event is not JSON, and one whose sort key
+    // is not an outbox key and that has no event at all
+    let shard = shards.keys().next().unwrap().clone();
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let bad_sk = format!("{:015}#acme#{:020}", 1, 1);
+    let raw = |sk: &str, event: Option<&str>| {
+        let mut item = std::collections::HashMap::from([
+            ("pk".to_string(), s(&shard)),
+            ("sk".to_string(), s(sk)),
+            ("kind".to_string(), s("outbox")),
+        ]);
+        if let Some(e) = event {
+            item.insert("event".to_string(), s(e));
+        }
+        item
+    };
+    let bad_json = raw(&bad_sk, Some(r#"{"schema":1,"type":"route.upd"#));
+    let bad_key = raw("zz-not-an-outbox-key", None);
+    for item in [&bad_json, &bad_key] {
+        t.client
+            .put_item()
+            .table_name(&t.name)
+            .set_item(Some(item.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    // ... which a read reports apart, instead of failing
+    let pending = t.store.pending_all(100).await.unwrap();
+    assert_eq!(pending.entries.len(), 16);
+    assert_eq!(pending.undecodable.len(), 2, "{:?}", pending.undecodable);
+
+    // WHEN the relay drains
+    let publisher = Arc::new(Recorder::default());
+    let relay = Relay::new(Arc::new(t.store.clone()), publisher.clone());
+    let published = relay.drain().await.unwrap();
+
+    // THEN every other entry, of every shard, was published, and the outbox is empty
+    assert_eq!(published, 16);
+    let mut seen = publisher.0.lock().unwrap().clone();
+    seen.sort();
+    let mut want: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    want.sort();
+    assert_eq!(seen, want);
+    assert!(outbox_partitions(&t).await.is_empty());
+    let left = t.store.pending_all(100).await.unwrap();
+    assert!(left.entries.is_empty() && left.undecodable.is_empty());
+    // AND the two bad items are parked, not lost: listed with their reasons ...
+    let parked = t.store.parked(10).await.unwrap();
+    let ids: Vec<&str> = parked.iter().map(|p| p.id.as_str()).collect();
+    let shard_no = shard.strip_prefix("OUTBOX#").unwrap();
+    let json_id = format!("{shard_no}@{bad_sk}");
+    let key_id = format!("{shard_no}@zz-not-an-outbox-key");
+    assert_eq!(ids, [json_id.as_str(), key_id.as_str()]);
+    assert!(
+        parked[0].reason.starts_with("undecodable: ")
+            && parked[0].reason.contains("attribute event"),
+        "{}",
+        parked[0].reason
+    );
+    assert_eq!(
+        parked[0].event.as_deref(),
+        Some(r#"{"schema":1,"type":"route.upd"#)
+    );
+    assert!(
+        parked[1].reason.contains("malformed id"),
+        "{}",
+        parked[1].reason
+    );
+    assert_eq!(parked[1].event, None);
+    // ... each holding the original item, attribute for attribute
+    let stored = partition(&t, "OUTBOX#PARKED").await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0]["item"], AttributeValue::M(bad_json.clone()));
+    assert_eq!(stored[1]["item"], AttributeValue::M(bad_key.clone()));
+    // AND a replay puts the original back into its shard, where a read finds it again
+    assert!(t.store.unpark(&json_id).await.unwrap());
+    assert!(!t.store.unpark(&json_id).await.unwrap());
+    assert_eq!(partition(&t, &shard).await, vec![bad_json]);
+    let back = t.store.pending_all(100).await.unwrap();
+    assert_eq!(back.undecodable.len(), 1);
+    assert_eq!(back.undecodable[0].id, json_id);
+    assert_eq!(t.store.parked(10).await.unwrap().len(), 1);
+    // AND parking it twice (two relays racing) parks it once; the second finds it gone
+    t.store.park(&json_id, "again").await.unwrap();
+    t.store.park(&json_id, "once more").await.unwrap();
+    let parked = t.store.parked(10).await.unwrap();
+    assert_eq!(parked.len(), 2);
+    assert_eq!(parked[0].reason, "again");
+    assert!(partition(&t, &shard).await.is_empty());
     t.drop_table().await;
 }
 

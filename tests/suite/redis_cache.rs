@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tm_core::Error;
 use tm_core::adapters::redis_cache::{KEY_TTL, NEGATIVE_KEY_TTL, RedisCache};
-use tm_core::domain::health::{EndpointHealth, HealthStatus, RouteHealth};
+use tm_core::domain::health::{EndpointHealth, RouteHealth};
 use tm_core::domain::names::{RouteKey, ServiceKey};
-use tm_core::domain::route::Route;
+use tm_core::domain::route::{HealthStatus, Route};
 use tm_core::ports::{CachedRoute, Probe, SharedCache};
 
 const SHARED_PORT: u16 = 6379;
@@ -1126,7 +1126,8 @@ async fn a_cluster_url_sends_each_service_to_the_node_that_owns_its_slot() {
 fn checked(key: &RouteKey, revision: u64) -> CachedRoute {
     let mut r = route(key, revision);
     r.health_check = Some(
-        tm_core::domain::health::HealthCheck::from_json(&serde_json::json!({"path": "/"})).unwrap(),
+        tm_core::domain::health_check::HealthCheck::from_json(&serde_json::json!({"path": "/"}))
+            .unwrap(),
     );
     CachedRoute {
         revision,

@@ -12,7 +12,8 @@ use tm_bench::fixtures;
 use tm_core::adapters::memory_cache::MemoryCache;
 use tm_core::domain::select::Selector;
 use tm_core::jwt;
-use tm_core::services::resolve::{self, Resolver};
+use tm_core::services::render;
+use tm_core::services::resolve::Resolver;
 use tm_resolve::ResolveHandler;
 
 fn handler(c: &mut Criterion) {
@@ -52,7 +53,7 @@ fn handler(c: &mut Criterion) {
     let route = fixtures::route(&key, 1, 3);
     c.bench_function("answer + JSON, 3 endpoints, sticky key", |b| {
         b.iter(|| {
-            let a = resolve::answer(black_box(&route), Some("user-42")).unwrap();
+            let a = render::answer(black_box(&route), Some("user-42")).unwrap();
             serde_json::to_string(&a).unwrap()
         })
     });

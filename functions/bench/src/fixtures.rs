@@ -154,6 +154,40 @@ pub fn resolve_event(
     event
 }
 
+/// The API Gateway v2 event of `PUT /v1/tenants/{tenant}/services/{service}/envs/{env}/versions/{version}`
+/// with a JSON `body`, as the JWT authorizer hands it over (a writer of `tenant`).
+pub fn put_event(tenant: &str, service: &str, env: &str, version: &str, body: &str) -> Value {
+    let path = format!("/v1/tenants/{tenant}/services/{service}/envs/{env}/versions/{version}");
+    let route_key = "PUT /v1/tenants/{tenant}/services/{service}/envs/{env}/versions/{version}";
+    json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"host": "bench.execute-api.us-east-1.amazonaws.com", "content-type": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "bench",
+            "authorizer": {"jwt": {"claims": {
+                "sub": "bench", "scope": "routes:write routes:read", "tm_tenants": tenant,
+                "exp": "4102444800"
+            }, "scopes": null}},
+            "domainName": "bench.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "bench",
+            "http": {"method": "PUT", "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "tm-bench"},
+            "requestId": "bench",
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "28/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1_795_867_200_000i64
+        },
+        "pathParameters": {"tenant": tenant, "service": service, "env": env, "version": version},
+        "body": body,
+        "isBase64Encoded": false
+    })
+}
+
 /// [`resolve_event`] parsed the way `lambda_http` parses what Lambda delivers.
 pub fn resolve_request(
     service: &str,

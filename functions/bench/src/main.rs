@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tm_bench::drivers::{burst, coldstart, consumer, criterion, memory, miss, propagation, zipf};
+use tm_bench::drivers::{
+    burst, coldstart, consumer, criterion, lambda_redis, memory, miss, propagation, zipf,
+};
 use tm_bench::record::{Machine, Record, load_average};
 use tm_bench::report;
 
@@ -22,6 +24,8 @@ const USAGE: &str = "usage: tm-bench <command> [--flag value ...]
   propagation  --addr HOST:PORT --token T --redis-prefix P [--l1-ttl-ms 1000]
                [--changes 200] [--parallel 8] [--runs 3] [--kafka-brokers B --kafka-topic T]
   coldstart    --bin target/release/tm-resolve --table T [--runs 10]
+  lambda-redis --bin target/release/tm-resolve --table T [--resolves 2000] [--frozen 20] [--run 0]
+               [--write-bin target/release/tm-write]
   memory       --addr HOST:PORT --pid PID --token T --redis-prefix P [--routes 100000]
                [--resolves 1000000] [--connections 32] [--every 100000]
   bare         --listen HOST:PORT --body-file F             serve F's bytes to every request
@@ -215,6 +219,17 @@ async fn run(cmd: &str, f: &Flags) -> anyhow::Result<()> {
                 bin: PathBuf::from(f.str("bin")?),
                 table: f.str("table")?,
                 runs: f.or("runs", 10)?,
+            })
+            .await?
+        }
+        "lambda-redis" => {
+            lambda_redis::run(&lambda_redis::Args {
+                bin: PathBuf::from(f.str("bin")?),
+                table: f.str("table")?,
+                resolves: f.or("resolves", 2000)?,
+                frozen: f.or("frozen", 20)?,
+                run: f.or("run", 0)?,
+                write_bin: f.one.get("write-bin").map(PathBuf::from),
             })
             .await?
         }

@@ -372,6 +372,42 @@ pub const LINES: &[Line] = &[
         "flat over time (≤ 2 %)",
         Check::AtMost(2.0),
     ),
+    line(
+        "lambda_redis",
+        "resolve Lambda, rate limit on: Redis commands per resolve (INFO commandstats, scripts included)",
+        "Redis commands per resolve",
+        None,
+        "—",
+        "≤ 0.1",
+        Check::AtMost(0.1),
+    ),
+    line(
+        "lambda_redis",
+        "resolve Lambda, Redis frozen (SIGSTOP): slowest answer, store reads included",
+        "slowest resolve, Redis frozen",
+        None,
+        "—",
+        "≤ 250 ms",
+        Check::AtMost(250.0),
+    ),
+    line(
+        "lambda_redis",
+        "write Lambda, Redis frozen: slowest PUT (201)",
+        "slowest PUT, Redis frozen",
+        None,
+        "—",
+        "≤ 1000 ms",
+        Check::AtMost(1000.0),
+    ),
+    line(
+        "lambda_redis",
+        "… resolves answered 200 while Redis is frozen",
+        "resolves answered 200, Redis frozen",
+        None,
+        "—",
+        "100 %",
+        Check::Exactly(100.0),
+    ),
 ];
 
 /// Every series of one row, in first-seen order.

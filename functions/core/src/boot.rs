@@ -13,7 +13,9 @@ use crate::adapters::memory_cache::MemoryCache;
 use crate::adapters::token_buckets::{EXCHANGE_PERIOD, TokenBuckets};
 use crate::config::Config;
 use crate::cursor::{CursorKey, CursorKeys};
-use crate::ports::{Cache, RouteReader, SharedCache, Store, TenantLimiter, UsageLedger};
+use crate::ports::{
+    Cache, DeadLetterMarks, RouteReader, SharedCache, Store, TenantLimiter, UsageLedger,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,6 +45,10 @@ pub struct CacheParts {
     /// Where rate-limit usage is exchanged with the rest of the fleet; `None` when the
     /// cache lives in this process (there is no fleet to agree with).
     pub ledger: Option<Arc<dyn UsageLedger>>,
+    /// Where the event consumers of a fleet mark the dead letters they sent, so a
+    /// redelivered batch does not dead-letter its poison again; `None` in process (the
+    /// consumer then keeps its own marks).
+    pub marks: Option<Arc<dyn DeadLetterMarks>>,
 }
 
 /// The store: DynamoDB when `TM_TABLE_NAME` is set, else the embedded store.
@@ -95,6 +101,7 @@ pub async fn cache(config: &Config, place: Place<'_>) -> Result<CacheParts, Stri
             Ok(CacheParts {
                 reads: Arc::new(cache.sibling(Limits::CACHE_READS)),
                 ledger: Some(cache.clone()),
+                marks: Some(cache.clone()),
                 cache,
             })
         }
@@ -108,6 +115,7 @@ pub async fn cache(config: &Config, place: Place<'_>) -> Result<CacheParts, Stri
                 cache: cache.clone(),
                 reads: cache,
                 ledger: None,
+                marks: None,
             })
         }
     }

@@ -1,15 +1,22 @@
 //! Ports: one trait per capability. Each function holds only the ones it uses; each has
-//! an embedded adapter (`adapters`) and a production adapter (DynamoDB, Redis, Kafka).
+//! an embedded adapter (`adapters`) and a production adapter (DynamoDB, Redis, Kafka),
+//! bar [`HttpProbe`], whose only stand-ins are the tests' scripted ones. With them the
+//! notions their callers share across layers: [`CacheSource`], which of the layers
+//! behind [`SharedCache`] and [`RouteReader`] answered a resolve (the resolve service
+//! reports it, the metrics count by it), lives here so that neither has to depend on
+//! the other for it.
 
 use crate::Result;
 use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent};
-use crate::domain::health::{self, RouteHealth};
+use crate::domain::health::{self, ProbeResult, RouteHealth};
+use crate::domain::health_check::StatusRange;
 use crate::domain::names::{EnvName, RouteKey, ServiceKey, ServiceName, TenantName, VersionName};
 use crate::domain::route::Route;
 use crate::domain::timefmt::Timestamp;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,14 +145,61 @@ pub struct OutboxEntry {
     pub event: RouteEvent,
 }
 
+/// An outbox entry the store holds but cannot decode into an event (a corrupt item, or
+/// one an incompatible build wrote). The relay parks it ([`Outbox::park`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UndecodableEntry {
+    /// The store's id for the entry, as an [`OutboxEntry`]'s.
+    pub id: String,
+    /// Why it does not decode.
+    pub reason: String,
+}
+
+/// One read of the outbox ([`Outbox::pending_all`]).
+#[derive(Clone, Debug, Default)]
+pub struct PendingEntries {
+    /// Entries that decode, oldest first, at most the limit asked for.
+    pub entries: Vec<OutboxEntry>,
+    /// Entries met on the way that do not decode.
+    pub undecodable: Vec<UndecodableEntry>,
+}
+
+/// An entry set aside by [`Outbox::park`]: out of the outbox, kept as the store held it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParkedEntry {
+    /// The id it had in the outbox, under which it is parked.
+    pub id: String,
+    /// Why it was set aside.
+    pub reason: String,
+    /// When it was set aside.
+    pub parked_at: Timestamp,
+    /// The stored event document as it was, when it was text (UTF-8).
+    pub event: Option<String>,
+}
+
 /// The outbox: events committed with their change, until published. Held by write and
 /// the relay.
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Unpublished entries, oldest first.
-    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>>;
+    /// Unpublished entries that decode, oldest first; entries that do not decode are left
+    /// out ([`Outbox::pending_all`] reports them).
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        Ok(self.pending_all(limit).await?.entries)
+    }
+    /// Unpublished entries, oldest first, and apart from them those that do not decode:
+    /// one bad entry never fails the read (it would stop every other event behind it).
+    async fn pending_all(&self, limit: usize) -> Result<PendingEntries>;
     /// Forget entries that reached the publisher.
     async fn mark_published(&self, ids: &[String]) -> Result<()>;
+    /// Sets entry `id` aside for `reason`: it leaves the outbox and is kept, exactly as
+    /// stored, among the parked entries. Parking an entry that is gone (published, or
+    /// parked already) succeeds and changes nothing.
+    async fn park(&self, id: &str, reason: &str) -> Result<()>;
+    /// Parked entries, by id (commit order), at most `limit`.
+    async fn parked(&self, limit: usize) -> Result<Vec<ParkedEntry>>;
+    /// Puts parked entry `id` back into the outbox under its id, as stored (an operator's
+    /// replay once the cause is fixed); whether it was parked.
+    async fn unpark(&self, id: &str) -> Result<bool>;
 }
 
 /// Sends events downstream (Kafka, or the local trigger). Held by write and the relay.
@@ -209,6 +263,32 @@ impl CachedRoute {
     }
 }
 
+/// Which layer answered a resolve (`X-Cache`, and the `layer` label of the resolve
+/// metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheSource {
+    /// The in-process cache.
+    HitL1,
+    /// The shared cache.
+    HitL2,
+    /// The store.
+    Miss,
+    /// An expired in-process answer, served because the store could not be reached.
+    Stale,
+}
+
+impl CacheSource {
+    /// The `X-Cache` header value.
+    pub fn header(self) -> &'static str {
+        match self {
+            CacheSource::HitL1 => "hit-l1",
+            CacheSource::HitL2 => "hit-l2",
+            CacheSource::Miss => "miss",
+            CacheSource::Stale => "stale",
+        }
+    }
+}
+
 /// The shared cache (Redis in AWS), organised per `(tenant, service, env)`. Every write
 /// is apply-if-newer per version, so an older revision never replaces a newer one.
 /// Held by resolve (read and fill), the consumer (apply) and write (status).
@@ -254,6 +334,15 @@ pub trait HealthStore: Send + Sync {
         health: &RouteHealth,
         event: Option<&RouteEvent>,
     ) -> Result<Option<String>>;
+}
+
+/// One HTTP(S) GET with a deadline: how the prober probes an endpoint (docs/health.md).
+/// Held by the prober; the production one is `adapters::http_probe::HyperProbe`
+/// (feature `prober`).
+#[async_trait]
+pub trait HttpProbe: Send + Sync {
+    /// GETs `url`; `Up` when the answer's status is in `expected` within `timeout`.
+    async fn probe(&self, url: &str, timeout: Duration, expected: StatusRange) -> ProbeResult;
 }
 
 /// A backend that `/readyz` can ask.
@@ -315,11 +404,52 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+impl DeadLetter {
+    /// The source record's position, `<topic>/<partition>/<offset>`: what a redelivered
+    /// batch repeats.
+    pub fn position(&self) -> String {
+        format!("{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+
+    /// A digest of the source record's key and value (hex, 128 bits), so that a mark
+    /// left for one record never stands for another one at the same position (a topic
+    /// recreated, offsets starting again).
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for field in [&self.key, &self.value] {
+            match field {
+                None => h.update([0u8]),
+                Some(text) => {
+                    h.update([1u8]);
+                    h.update((text.len() as u64).to_be_bytes());
+                    h.update(text.as_bytes());
+                }
+            }
+        }
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// Where poison records go (the `-dlq` topic in Kafka). Held by the consumer.
 #[async_trait]
 pub trait DeadLetters: Send + Sync {
     /// Stores the letter durably; `Err` means retry.
     async fn send(&self, letter: &DeadLetter) -> Result<()>;
+}
+
+/// Which source records were dead-lettered already, so that a batch delivered again
+/// (Lambda retries a whole batch after a timeout or a later record's failure) does not
+/// send its poison again. Held by the consumer: checked before a send, written after it.
+#[async_trait]
+pub trait DeadLetterMarks: Send + Sync {
+    /// Whether a letter for this record (same position, same key and value) was sent.
+    async fn was_sent(&self, letter: &DeadLetter) -> Result<bool>;
+    /// Records that the letter for this record was sent.
+    async fn mark_sent(&self, letter: &DeadLetter) -> Result<()>;
 }
 
 /// Everything a route store provides (the embedded store and DynamoDB both do), for

@@ -1,6 +1,7 @@
 //! The event consumer: the MSK trigger's handler.
 //! - [`handler`]: decodes an MSK batch, applies each record through the core's `Consumer`,
-//!   sends poison to the dead-letter port, and answers with the batch-failure report.
+//!   sends poison to the dead-letter port (once per record, however often its batch comes
+//!   again: marks in Redis), and answers with the batch-failure report.
 //! - `main.rs` (the Lambda binary) only wires configuration and clients.
 //! - [`ENV_VARS`], [`OPTIONAL_ENV_VARS`], [`IAM_ACTIONS`]: what a deployment gives the
 //!   function; the test suite checks `infra/template.yaml` against them.

@@ -125,6 +125,7 @@ impl App {
             cache,
             reads: cache_reads,
             ledger,
+            marks,
         } = boot::cache(&config, place)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -135,10 +136,13 @@ impl App {
             Some(c) => Arc::new(KafkaDeadLetters::new(c, config.dlq_topic()).map_err(core_err)?),
             None => Arc::new(FileDeadLetters::new(data_dir.join("dead-letters.jsonl"))),
         };
-        let consumer = Arc::new(ConsumerHandler::new(
-            Consumer::new(cache.clone()),
-            dead_letters,
-        ));
+        let consumer = ConsumerHandler::new(Consumer::new(cache.clone()), dead_letters);
+        // With Redis, a fleet of tm-locals shares the marks of the letters sent, as the
+        // Lambda instances do.
+        let consumer = Arc::new(match marks {
+            Some(marks) => consumer.with_marks(marks),
+            None => consumer,
+        });
         let (publisher, kafka_trigger): (Arc<dyn EventPublisher>, _) = match &cluster {
             Some(c) => {
                 tracing::info!(brokers = %c.brokers(), topic = %config.kafka_topic, group = %config.kafka_group, "events: Kafka");

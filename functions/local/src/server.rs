@@ -122,8 +122,11 @@ pub async fn accept_until<F, S, Fut>(
 /// An I/O stream whose writes pass through unchanged, except hyper's own answers to
 /// requests it could not parse, which get the contract's error body (see the module
 /// docs). Recognised by their exact shape: a whole response head with status 400, 414 or
-/// 431, `content-length: 0`, and nothing after it. Every answer of the handlers carries a
-/// body, so none of them is ever touched.
+/// 431, `content-length: 0`, and nothing after it, at the end of a write. It may follow
+/// other answers in the same write (a client that pipelines a good request and a bad
+/// one gets both answers in one buffer); what comes before it passes unchanged. Every
+/// answer of the handlers carries a body, and a JSON body never holds a raw blank line,
+/// so none of them is ever touched.
 pub struct ContractErrors<T> {
     inner: T,
     /// The rewritten answer still to be written, and how much of it is.
@@ -157,6 +160,21 @@ impl<T: AsyncWrite + Unpin> ContractErrors<T> {
         self.written = 0;
         Poll::Ready(Ok(()))
     }
+}
+
+/// `buf` with a bare parse-error answer at its end replaced by the contract's, or `None`
+/// when it does not end with one.
+pub fn rewrite_tail(buf: &[u8]) -> Option<Vec<u8>> {
+    // The last response head in the buffer starts right after the previous blank line
+    // or body; only a bare head that ends the buffer is a candidate.
+    let start = [b"HTTP/1.1 400 ", b"HTTP/1.1 414 ", b"HTTP/1.1 431 "]
+        .iter()
+        .filter_map(|status| buf.windows(status.len()).rposition(|w| w == *status))
+        .max()?;
+    let answer = rewrite_parse_error(&buf[start..])?;
+    let mut out = buf[..start].to_vec();
+    out.extend_from_slice(&answer);
+    Some(out)
 }
 
 /// The contract's answer in place of hyper's bare one, or `None` when `head` is not one.
@@ -217,7 +235,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ContractErrors<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
-        if let Some(answer) = rewrite_parse_error(buf) {
+        if let Some(answer) = rewrite_tail(buf) {
             this.pending = answer;
             // Whatever is not written now goes out on the flush hyper sends next.
             if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
@@ -274,5 +292,19 @@ mod tests {
         assert!(
             rewrite_parse_error(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n").is_none()
         );
+    }
+
+    #[test]
+    fn a_bare_error_written_after_another_answer_is_rewritten_and_the_first_kept() {
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec();
+        let mut both = ok.clone();
+        both.extend_from_slice(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        let out = rewrite_tail(&both).expect("the trailing bare 400 is rewritten");
+        assert!(out.starts_with(&ok), "the first answer passes unchanged");
+        let rest = String::from_utf8(out[ok.len()..].to_vec()).unwrap();
+        assert!(rest.starts_with("HTTP/1.1 400 "), "{rest}");
+        assert!(rest.contains("\"invalid_request\""), "{rest}");
+        // An answer whose body merely ends the buffer is left alone
+        assert!(rewrite_tail(&ok).is_none());
     }
 }

@@ -341,7 +341,7 @@ pub fn diff(old: &RouteSpec, new: &RouteSpec, creating: bool) -> Vec<Detail> {
         }
     }
     if old.health_check != new.health_check {
-        let show = |c: &Option<tm_core::domain::health::HealthCheck>| {
+        let show = |c: &Option<tm_core::domain::health_check::HealthCheck>| {
             c.as_ref().and_then(|c| serde_json::to_value(c).ok())
         };
         out.push(Detail {

@@ -179,6 +179,8 @@ fn the_grafana_dashboard_shows_every_figure_from_cloudwatch_and_from_prometheus(
         m::PUBLISH_DEFERRED,
         m::HEALTH_PROBES,
         m::HEALTH_TRANSITIONS,
+        m::LIMITER_DEGRADED,
+        m::OUTBOX_PARKED,
     ] {
         assert!(cloudwatch.contains(&name), "no CloudWatch panel for {name}");
         assert!(prometheus.contains(name), "no Prometheus panel for {name}");

@@ -36,3 +36,29 @@ async fn a_body_that_never_arrives_is_answered_400_within_the_body_timeout() {
         "answered after {took:?}"
     );
 }
+
+#[tokio::test]
+async fn a_resolve_whose_announced_body_never_arrives_is_answered_within_the_body_timeout() {
+    // GIVEN tm-local, and a resolve whose headers promise a body it never sends
+    let (srv, _dir) = TmLocal::start(&[]);
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "GET /v1/resolve/acme/web/prod/latest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 10\r\n\r\n",
+        admin("acme")
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // WHEN nothing more comes
+    let started = Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut answer))
+        .await
+        .expect("an answer, not a hang")
+        .unwrap();
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    // THEN it is answered like any other request: the contract's 400 within 8 s
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("not received within"), "{text}");
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
+}

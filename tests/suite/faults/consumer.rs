@@ -1,5 +1,5 @@
-//! The event consumer's faults: killed between applying a batch and committing it, and
-//! records it can never apply.
+//! The event consumer's faults: killed between applying a batch and committing it,
+//! records it can never apply, and a batch with one of them delivered again.
 
 use super::servers::Server;
 use super::{
@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tm_core::adapters::kafka::dead_letters::{REASON_HEADER, SOURCE_OFFSET_HEADER};
 use tm_core::adapters::kafka::{ConsumedRecord, GroupConsumer, KafkaDeadLetters, ensure_topics};
+use tm_core::adapters::memory_cache::MemoryCache;
+use tm_core::adapters::redis_cache::RedisCache;
 use tm_core::domain::names::ServiceKey;
 use tm_core::ports::{DeadLetter, DeadLetters};
 use tm_core::services::consume::Consumer;
@@ -276,4 +278,99 @@ async fn poison_records_land_in_the_dlq_with_their_reason_and_the_partition_keep
     let svcs = [ServiceKey::parse(TENANT, "checkout", "prod").unwrap()];
     let report = converge::compare(&stack.store(), &stack.cache().await, TENANT, &svcs).await;
     assert!(report.exact(), "{report}");
+}
+
+/// Keeps every letter it is sent.
+#[derive(Default)]
+struct Letters(std::sync::Mutex<Vec<DeadLetter>>);
+
+#[async_trait::async_trait]
+impl DeadLetters for Letters {
+    async fn send(&self, letter: &DeadLetter) -> tm_core::Result<()> {
+        self.0.lock().unwrap().push(letter.clone());
+        Ok(())
+    }
+}
+
+/// One partition of `topic` as the MSK trigger delivers it (the JSON of an MSK event):
+/// checkout's revision 1 at offset 0, `poison` at offset 1, revision 2 at offset 2.
+fn batch_with_poison(topic: &str, poison: &str) -> serde_json::Value {
+    let record = |offset: i64, value: &str| {
+        serde_json::json!({
+            "topic": topic, "partition": 0, "offset": offset,
+            "timestamp": 1795867200000_i64, "timestampType": "CREATE_TIME",
+            "key": B64.encode(format!("{TENANT}/checkout/prod")), "value": B64.encode(value),
+            "headers": []
+        })
+    };
+    serde_json::json!({
+        "eventSource": "aws:kafka",
+        "records": {format!("{topic}-0"): [
+            record(0, &event_json("checkout", 1, 1)),
+            record(1, poison),
+            record(2, &event_json("checkout", 2, 1)),
+        ]}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_is_dead_lettered_once_however_often_and_wherever_its_batch_comes_again() {
+    // GIVEN Redis, and consumer instances that each start afresh (nothing in process), all
+    // keeping their marks of the letters sent in that Redis, as the Lambda's do
+    let redis = Server::redis();
+    let prefix = format!("{}:", unique("marks"));
+    let topic = unique("events");
+    let letters = Arc::new(Letters::default());
+    let instance = || async {
+        let marks = RedisCache::connect(&redis.url(), &prefix)
+            .await
+            .expect("connect to Redis");
+        ConsumerHandler::new(Consumer::new(Arc::new(MemoryCache::new())), letters.clone())
+            .with_marks(Arc::new(marks))
+    };
+    let poison = r#"{"schema":1,"type":"route.upd"#;
+
+    // WHEN one batch with a poison record is handled, then comes again three times (twice
+    // to other instances, once to the same)
+    let first = instance().await;
+    let (_, stats) = first
+        .handle(serde_json::from_value(batch_with_poison(&topic, poison)).unwrap())
+        .await;
+    assert_eq!((stats.applied, stats.dead_lettered), (2, 1), "{stats:?}");
+    let mut again = Vec::new();
+    for h in [&instance().await, &instance().await, &first] {
+        let (response, stats) = h
+            .handle(serde_json::from_value(batch_with_poison(&topic, poison)).unwrap())
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+        again.push((stats.dead_lettered, stats.already_dead_lettered));
+    }
+
+    // THEN exactly one letter was sent, for the poison record's position
+    assert_eq!(again, [(0, 1); 3]);
+    let sent = letters.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].topic.as_str(), sent[0].offset),
+        (topic.as_str(), 1)
+    );
+    // AND its mark is one Redis key that expires after a week
+    let mark = tm_core::adapters::kafka::dead_letters::letter_mark_key(&prefix, &sent[0]);
+    let ttl = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "TTL", &mark])
+        .output()
+        .expect("redis-cli");
+    let ttl: i64 = String::from_utf8_lossy(&ttl.stdout).trim().parse().unwrap();
+    assert!(
+        (7 * 24 * 3600 - 60..=7 * 24 * 3600).contains(&ttl),
+        "{mark}: TTL {ttl}"
+    );
+
+    // AND another record at the same position (the topic made again) is a letter of its own
+    let (_, stats) = instance()
+        .await
+        .handle(serde_json::from_value(batch_with_poison(&topic, "not json at all")).unwrap())
+        .await;
+    assert_eq!(stats.dead_lettered, 1);
+    assert_eq!(letters.0.lock().unwrap().len(), 2);
 }

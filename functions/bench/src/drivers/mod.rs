@@ -7,6 +7,8 @@
 //! - [`consumer`]: event-consumer throughput on 100-record MSK batches into Redis.
 //! - [`propagation`]: write → visible in the shared cache and through resolve.
 //! - [`coldstart`]: the resolve Lambda's cold start under a local Runtime API.
+//! - [`lambda_redis`]: the resolve Lambda's Redis commands per resolve and its answers
+//!   with Redis frozen, the rate limit on.
 //! - [`memory`]: tm-local's resident set over 1M resolves of 100k routes.
 //! - [`criterion`]: imports criterion's estimates.
 
@@ -14,6 +16,7 @@ pub mod burst;
 pub mod coldstart;
 pub mod consumer;
 pub mod criterion;
+pub mod lambda_redis;
 pub mod memory;
 pub mod miss;
 pub mod propagation;

@@ -28,8 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tm_core::domain::names::ServiceKey;
 use tm_core::domain::select::Selector;
-use tm_core::ports::{CachedRoute, SharedCache};
-use tm_core::services::resolve::{self, CacheSource, Resolver};
+use tm_core::ports::{CacheSource, CachedRoute, SharedCache};
+use tm_core::services::render;
+use tm_core::services::resolve::Resolver;
 
 /// The report row.
 pub const ROW: &str = "zipf";
@@ -106,7 +107,7 @@ async fn phase(
                     .await
                     .map_err(|e| anyhow::anyhow!("resolve {svc:?}: {e}"))?;
                 let key = format!("user-{}", rng.u32(..100_000));
-                let answer = resolve::answer(&route, Some(&key))
+                let answer = render::answer(&route, Some(&key))
                     .map_err(|e| anyhow::anyhow!("answer: {e}"))?;
                 std::hint::black_box(serde_json::to_string(&answer)?);
                 let c = match source {

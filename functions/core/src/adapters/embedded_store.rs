@@ -1,17 +1,25 @@
 //! The embedded store: one `redb` database file holding routes (with tombstones), their
 //! health state, history, the tenant audit log and the outbox. Every change is one write transaction, so a crash
 //! leaves either all of it or none of it.
+//!
+//! Outbox entries the relay sets aside ([`Outbox::park`]) move, in one transaction, to
+//! their own table (`outbox_parked`) under the same sequence number, with the stored bytes
+//! unchanged and the reason beside them; [`Outbox::unpark`] moves them back.
 
 use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
 use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, ServiceKey, VersionName};
 use crate::domain::route::Route;
+use crate::domain::timefmt::Timestamp;
 use crate::ports::{
     AuditPage, AuditQuery, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox,
-    OutboxEntry, Probe, RouteReader, RouteWriter, StoredRoute,
+    OutboxEntry, ParkedEntry, PendingEntries, Probe, RouteReader, RouteWriter, StoredRoute,
+    UndecodableEntry,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +33,8 @@ const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("histo
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 /// Sequence → `RouteEvent` JSON, deleted once published.
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Sequence → [`Parked`] JSON: outbox entries set aside by the relay.
+const OUTBOX_PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox_parked");
 /// Route key text → `RouteHealth` JSON (docs/health.md), written only by the prober.
 const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
 /// Named counters: `outbox`, `audit/{tenant}`.
@@ -62,6 +72,19 @@ fn from_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
     serde_json::from_slice(b).map_err(|e| Error::Internal(format!("decode stored item: {e}")))
 }
 
+/// A parked outbox entry as stored: the outbox value's bytes (base64) and why.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Parked {
+    reason: String,
+    parked_at: Timestamp,
+    raw: String,
+}
+
+fn outbox_id(id: &str) -> Result<u64> {
+    id.parse()
+        .map_err(|_| Error::Internal(format!("bad outbox id {id}")))
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the database file at `path` and its tables.
     pub fn open(path: &Path) -> Result<Self> {
@@ -71,6 +94,7 @@ impl EmbeddedStore {
         tx.open_table(HISTORY).map_err(fault)?;
         tx.open_table(AUDIT).map_err(fault)?;
         tx.open_table(OUTBOX).map_err(fault)?;
+        tx.open_table(OUTBOX_PARKED).map_err(fault)?;
         tx.open_table(COUNTERS).map_err(fault)?;
         tx.open_table(HEALTH).map_err(fault)?;
         tx.commit().map_err(fault)?;
@@ -386,29 +410,26 @@ impl HistoryReader for EmbeddedStore {
 
 #[async_trait]
 impl Outbox for EmbeddedStore {
-    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+    async fn pending_all(&self, limit: usize) -> Result<PendingEntries> {
         let tx = self.db.begin_read().map_err(fault)?;
         let outbox = tx.open_table(OUTBOX).map_err(fault)?;
-        let mut out = Vec::new();
+        let mut out = PendingEntries::default();
         for item in outbox.iter().map_err(fault)?.take(limit) {
             let (k, v) = item.map_err(fault)?;
-            let event: RouteEvent = from_json(v.value())?;
-            out.push(OutboxEntry {
-                id: k.value().to_string(),
-                event,
-            });
+            let id = k.value().to_string();
+            match serde_json::from_slice::<RouteEvent>(v.value()) {
+                Ok(event) => out.entries.push(OutboxEntry { id, event }),
+                Err(e) => out.undecodable.push(UndecodableEntry {
+                    id,
+                    reason: format!("stored event is not a route event: {e}"),
+                }),
+            }
         }
         Ok(out)
     }
 
     async fn mark_published(&self, ids: &[String]) -> Result<()> {
-        let ids: Vec<u64> = ids
-            .iter()
-            .map(|i| {
-                i.parse()
-                    .map_err(|_| Error::Internal(format!("bad outbox id {i}")))
-            })
-            .collect::<Result<_>>()?;
+        let ids: Vec<u64> = ids.iter().map(|i| outbox_id(i)).collect::<Result<_>>()?;
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(fault)?;
             {
@@ -418,6 +439,78 @@ impl Outbox for EmbeddedStore {
                 }
             }
             tx.commit().map_err(fault)
+        })
+        .await
+    }
+
+    /// One write transaction: the entry leaves `outbox` and lands in `outbox_parked`.
+    async fn park(&self, id: &str, reason: &str) -> Result<()> {
+        let id = outbox_id(id)?;
+        let reason = reason.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(fault)?;
+            {
+                let mut outbox = tx.open_table(OUTBOX).map_err(fault)?;
+                let raw = match outbox.remove(id).map_err(fault)? {
+                    Some(v) => v.value().to_vec(),
+                    None => return Ok(()),
+                };
+                let parked = Parked {
+                    reason,
+                    parked_at: Timestamp::now(),
+                    raw: B64.encode(raw),
+                };
+                tx.open_table(OUTBOX_PARKED)
+                    .map_err(fault)?
+                    .insert(id, to_json(&parked)?.as_slice())
+                    .map_err(fault)?;
+            }
+            tx.commit().map_err(fault)
+        })
+        .await
+    }
+
+    async fn parked(&self, limit: usize) -> Result<Vec<ParkedEntry>> {
+        let tx = self.db.begin_read().map_err(fault)?;
+        let table = tx.open_table(OUTBOX_PARKED).map_err(fault)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(fault)?.take(limit) {
+            let (k, v) = item.map_err(fault)?;
+            let p: Parked = from_json(v.value())?;
+            let raw = B64
+                .decode(&p.raw)
+                .map_err(|e| Error::Internal(format!("parked outbox entry {}: {e}", k.value())))?;
+            out.push(ParkedEntry {
+                id: k.value().to_string(),
+                reason: p.reason,
+                parked_at: p.parked_at,
+                event: String::from_utf8(raw).ok(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// One write transaction: the stored bytes go back to `outbox` under the same id.
+    async fn unpark(&self, id: &str) -> Result<bool> {
+        let id = outbox_id(id)?;
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(fault)?;
+            {
+                let mut table = tx.open_table(OUTBOX_PARKED).map_err(fault)?;
+                let p: Parked = match table.remove(id).map_err(fault)? {
+                    Some(v) => from_json(v.value())?,
+                    None => return Ok(false),
+                };
+                let raw = B64
+                    .decode(&p.raw)
+                    .map_err(|e| Error::Internal(format!("parked outbox entry {id}: {e}")))?;
+                tx.open_table(OUTBOX)
+                    .map_err(fault)?
+                    .insert(id, raw.as_slice())
+                    .map_err(fault)?;
+            }
+            tx.commit().map_err(fault)?;
+            Ok(true)
         })
         .await
     }
@@ -433,5 +526,120 @@ impl Probe for EmbeddedStore {
         let tx = self.db.begin_read().map_err(fault)?;
         tx.open_table(ROUTES).map_err(fault)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{ChangeType, SCHEMA};
+    use crate::ports::EventPublisher;
+    use crate::services::relay::Relay;
+    use std::sync::Mutex;
+
+    fn event(service: &str) -> RouteEvent {
+        let key = RouteKey::parse("acme", service, "prod", "1.0.0").unwrap();
+        RouteEvent {
+            schema: SCHEMA,
+            event_id: format!("e-{service}"),
+            kind: ChangeType::Deleted,
+            tenant: key.svc.tenant.clone(),
+            service: key.svc.service.clone(),
+            env: key.svc.env.clone(),
+            version: key.version.clone(),
+            revision: 1,
+            occurred_at: Timestamp::now(),
+            actor: "t".into(),
+            correlation_id: "c".into(),
+            route: None,
+            health: None,
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl EventPublisher for Recorder {
+        async fn publish(&self, events: &[RouteEvent]) -> Result<()> {
+            self.0
+                .lock()
+                .unwrap()
+                .extend(events.iter().map(|e| e.service.to_string()));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_outbox_entry_is_parked_and_every_other_entry_published() {
+        // GIVEN three committed events, and between them an outbox entry that is not an
+        // event (written straight into the table)
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("db")).unwrap());
+        for s in ["alpha", "beta"] {
+            store
+                .commit(&Commit {
+                    expected_revision: None,
+                    event: event(s),
+                })
+                .await
+                .unwrap();
+        }
+        let bad = b"{\"schema\":1,\"type\":\"route.upd";
+        {
+            let tx = store.db.begin_write().unwrap();
+            tx.open_table(OUTBOX).unwrap().insert(3, &bad[..]).unwrap();
+            let mut counters = tx.open_table(COUNTERS).unwrap();
+            counters.insert("outbox", 3).unwrap();
+            drop(counters);
+            tx.commit().unwrap();
+        }
+        store
+            .commit(&Commit {
+                expected_revision: None,
+                event: event("gamma"),
+            })
+            .await
+            .unwrap();
+        // ... which the read reports apart instead of failing
+        let pending = store.pending_all(10).await.unwrap();
+        assert_eq!(pending.entries.len(), 3);
+        assert_eq!(pending.undecodable.len(), 1);
+        assert_eq!(pending.undecodable[0].id, "3");
+        assert_eq!(store.pending(10).await.unwrap().len(), 3);
+
+        // WHEN the relay drains
+        let publisher = Arc::new(Recorder::default());
+        let relay = Relay::new(store.clone(), publisher.clone());
+        assert_eq!(relay.drain().await.unwrap(), 3);
+
+        // THEN every other event went out, in commit order, and the outbox is empty
+        assert_eq!(*publisher.0.lock().unwrap(), ["alpha", "beta", "gamma"]);
+        let left = store.pending_all(10).await.unwrap();
+        assert!(left.entries.is_empty() && left.undecodable.is_empty());
+        // AND the bad entry is parked with its bytes and reason, not lost
+        let parked = store.parked(10).await.unwrap();
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].id, "3");
+        assert_eq!(
+            parked[0].event.as_deref().map(str::as_bytes),
+            Some(&bad[..])
+        );
+        assert!(
+            parked[0]
+                .reason
+                .starts_with("undecodable: stored event is not a route event"),
+            "{}",
+            parked[0].reason
+        );
+        // AND parking it again (a second relay racing) changes nothing
+        store.park("3", "again").await.unwrap();
+        assert_eq!(store.parked(10).await.unwrap(), parked);
+        // AND a replay puts the same bytes back in the outbox under the same id
+        assert!(store.unpark("3").await.unwrap());
+        let back = store.pending_all(10).await.unwrap();
+        assert_eq!(back.undecodable.len(), 1);
+        assert_eq!(back.undecodable[0].id, "3");
+        assert!(store.parked(10).await.unwrap().is_empty());
     }
 }

@@ -41,7 +41,8 @@ use crate::domain::route::Route;
 use crate::ports::UsageLedger;
 use crate::ports::{
     AuditPage, AuditQuery, CachedRoute, Commit, Consistency, HealthStore, HistoryReader, ListQuery,
-    Outbox, OutboxEntry, Probe, RouteReader, RouteWriter, SharedCache, StoredRoute,
+    Outbox, OutboxEntry, ParkedEntry, PendingEntries, Probe, RouteReader, RouteWriter, SharedCache,
+    StoredRoute,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -270,6 +271,11 @@ impl<T: Outbox + ?Sized> Outbox for Guarded<T> {
             .await
     }
 
+    async fn pending_all(&self, limit: usize) -> Result<PendingEntries> {
+        self.guard_steps("pending", self.limits.scan, self.inner.pending_all(limit))
+            .await
+    }
+
     async fn mark_published(&self, ids: &[String]) -> Result<()> {
         self.guard_steps(
             "mark_published",
@@ -277,6 +283,21 @@ impl<T: Outbox + ?Sized> Outbox for Guarded<T> {
             self.inner.mark_published(ids),
         )
         .await
+    }
+
+    async fn park(&self, id: &str, reason: &str) -> Result<()> {
+        self.guard_steps("park", self.limits.write, self.inner.park(id, reason))
+            .await
+    }
+
+    async fn parked(&self, limit: usize) -> Result<Vec<ParkedEntry>> {
+        self.guard_steps("parked", self.limits.scan, self.inner.parked(limit))
+            .await
+    }
+
+    async fn unpark(&self, id: &str) -> Result<bool> {
+        self.guard_steps("unpark", self.limits.write, self.inner.unpark(id))
+            .await
     }
 }
 
@@ -356,6 +377,20 @@ impl<T: UsageLedger + ?Sized> UsageLedger for Guarded<T> {
             self.inner.exchange(class, deltas),
         )
         .await
+    }
+}
+
+/// The marks of dead letters sent: behind the cache's breaker and write deadline.
+#[async_trait]
+impl<T: crate::ports::DeadLetterMarks + ?Sized> crate::ports::DeadLetterMarks for Guarded<T> {
+    async fn was_sent(&self, letter: &crate::ports::DeadLetter) -> Result<bool> {
+        self.guard("was_sent", self.limits.read, self.inner.was_sent(letter))
+            .await
+    }
+
+    async fn mark_sent(&self, letter: &crate::ports::DeadLetter) -> Result<()> {
+        self.guard("mark_sent", self.limits.write, self.inner.mark_sent(letter))
+            .await
     }
 }
 

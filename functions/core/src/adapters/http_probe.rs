@@ -3,8 +3,9 @@
 //! pooling), so a refused or dead endpoint shows as such instead of hiding behind a
 //! connection opened while it was alive. The body is never read.
 
-use crate::domain::health::{ProbeResult, StatusRange};
-use crate::services::prober::HttpProbe;
+use crate::domain::health::ProbeResult;
+use crate::domain::health_check::StatusRange;
+use crate::ports::HttpProbe;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -342,8 +342,8 @@ mod tests {
 
     #[tokio::test]
     async fn health_state_is_ordered_by_its_own_seq_and_survives_route_events() {
-        use crate::domain::health::{HealthStatus, RouteHealth};
-        use crate::domain::route::{Route, RouteSpec};
+        use crate::domain::health::RouteHealth;
+        use crate::domain::route::{HealthStatus, Route, RouteSpec};
         use crate::domain::timefmt::Timestamp;
         // GIVEN a checked route in the cache
         let c = MemoryCache::new();

@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod health;
+pub mod health_check;
 pub mod names;
 pub mod pick;
 pub mod route;

@@ -11,8 +11,7 @@
 //!    ([`det_ln`]), so no platform's libm can change a result;
 //! 5. the highest score wins; equal scores go to the smaller id.
 
-use super::health::HealthStatus;
-use super::route::{Endpoint, EndpointStatus, Route};
+use super::route::{Endpoint, EndpointStatus, HealthStatus, Route};
 
 /// The winning priority group (docs/health.md): active endpoints with weight > 0 that
 /// are not unhealthy, at the lowest priority that has one. When every active endpoint
@@ -275,7 +274,7 @@ mod tests {
     }
 
     fn sick(mut e: Endpoint) -> Endpoint {
-        e.health = Some(crate::domain::health::HealthView {
+        e.health = Some(crate::domain::route::HealthView {
             status: HealthStatus::Unhealthy,
             since: crate::domain::timefmt::Timestamp::from_millis(0),
         });

@@ -1,6 +1,9 @@
-//! The route document (CONTRACT §2) and the strict parser of a PUT body.
+//! The route document (CONTRACT §2) and the strict parser of a PUT body. The document's
+//! health fields are its `health_check` ([`super::health_check`]) and, on each endpoint,
+//! the server-set [`HealthView`], defined here; the state behind the view is
+//! [`super::health`]'s, which builds on this module, never the other way round.
 
-use super::health::{HealthCheck, HealthView};
+use super::health_check::HealthCheck;
 use super::names::{EndpointId, LabelKey, LabelValue, Region, RouteKey, ServiceKey, VersionName};
 use super::names::{EnvName, ServiceName, TenantName};
 use super::timefmt::Timestamp;
@@ -22,6 +25,36 @@ pub enum EndpointStatus {
     Draining,
     /// Never selected.
     Disabled,
+}
+
+/// An endpoint's health, as the prober last saw it (docs/health.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Selectable.
+    Healthy,
+    /// Skipped by resolve while another endpoint of the route is healthy.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// What the route document shows on an endpoint (server-set, never sent by clients).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthView {
+    /// The endpoint's health.
+    pub status: HealthStatus,
+    /// When it last changed (or was first probed).
+    pub since: Timestamp,
 }
 
 /// One endpoint of a route.

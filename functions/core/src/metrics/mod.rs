@@ -19,6 +19,7 @@
 //! | `tm_consumer_dead_letters_total` | counter | | records sent to the dead-letter topic |
 //! | `tm_outbox_backlog` | gauge | | outbox entries the relay found pending at its last read (at most one batch, 100) |
 //! | `tm_outbox_published_total` | counter | | events the relay published |
+//! | `tm_outbox_parked_total` | counter | | outbox entries the relay set aside (undecodable, or rejected by the publisher on their own): kept in the store's parked place, each logged with its id and reason; any is worth an alarm (docs/reliability.md) |
 //! | `tm_write_requests_total` | counter | `status` | management API requests answered, by status class (`2xx`, `3xx`, `4xx`, `5xx`) |
 //! | `tm_write_latency_seconds` | histogram | | time to answer a management API request, in the function |
 //! | `tm_publish_deferred_total` | counter | | events a write or the prober committed but could not publish within its deadline: left in the outbox for the relay |
@@ -29,7 +30,7 @@
 #[cfg(feature = "emf")]
 pub mod emf;
 
-use crate::services::resolve::CacheSource;
+use crate::ports::CacheSource;
 use metrics::{Counter, Gauge, Histogram, Unit};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -54,6 +55,8 @@ pub const DEAD_LETTERS: &str = "tm_consumer_dead_letters_total";
 pub const OUTBOX_BACKLOG: &str = "tm_outbox_backlog";
 /// Published events.
 pub const OUTBOX_PUBLISHED: &str = "tm_outbox_published_total";
+/// Outbox entries set aside (parked).
+pub const OUTBOX_PARKED: &str = "tm_outbox_parked_total";
 /// Management API requests, by status class.
 pub const WRITE_REQUESTS: &str = "tm_write_requests_total";
 /// Management API latency.
@@ -123,6 +126,11 @@ pub fn describe() {
     );
     metrics::describe_counter!(OUTBOX_PUBLISHED, Unit::Count, "Events the relay published");
     metrics::describe_counter!(
+        OUTBOX_PARKED,
+        Unit::Count,
+        "Outbox entries the relay set aside: undecodable, or rejected by the publisher"
+    );
+    metrics::describe_counter!(
         WRITE_REQUESTS,
         Unit::Count,
         "Management API requests answered, by status class"
@@ -162,6 +170,7 @@ pub struct Figures {
     dead_letters: Counter,
     backlog: Gauge,
     published: Counter,
+    parked: Counter,
     write_by_class: [Counter; 4],
     write_latency: Histogram,
     deferred: Counter,
@@ -215,6 +224,7 @@ pub fn figures() -> &'static Figures {
         dead_letters: metrics::counter!(DEAD_LETTERS),
         backlog: metrics::gauge!(OUTBOX_BACKLOG),
         published: metrics::counter!(OUTBOX_PUBLISHED),
+        parked: metrics::counter!(OUTBOX_PARKED),
         write_by_class: STATUS_CLASSES.map(|c| metrics::counter!(WRITE_REQUESTS, "status" => c)),
         write_latency: metrics::histogram!(WRITE_LATENCY),
         deferred: metrics::counter!(PUBLISH_DEFERRED),
@@ -271,6 +281,11 @@ impl Figures {
     /// The relay published `n` events.
     pub fn published(&self, n: usize) {
         self.published.increment(n as u64);
+    }
+
+    /// The relay set one outbox entry aside.
+    pub fn outbox_parked(&self) {
+        self.parked.increment(1);
     }
 
     /// One management API request answered with `status`, in `took`.

@@ -8,25 +8,18 @@
 use super::write::AfterCommit;
 use crate::Result;
 use crate::domain::event::{ChangeType, RouteEvent, SCHEMA};
-use crate::domain::health::{self, EndpointHealth, ProbeResult, RouteHealth, StatusRange};
+use crate::domain::health::{self, EndpointHealth, ProbeResult, RouteHealth};
+use crate::domain::health_check::StatusRange;
 use crate::domain::names::{EndpointId, RouteKey};
 use crate::domain::route::{EndpointStatus, Route};
 use crate::domain::timefmt::Timestamp;
-use crate::ports::HealthStore;
-use async_trait::async_trait;
+use crate::ports::{HealthStore, HttpProbe};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The `actor` of health events and audit entries.
 pub const ACTOR: &str = "prober";
-
-/// One HTTP(S) GET with a deadline. The production one is [`crate::adapters::http_probe`].
-#[async_trait]
-pub trait HttpProbe: Send + Sync {
-    /// GETs `url`; `Up` when the answer's status is in `expected` within `timeout`.
-    async fn probe(&self, url: &str, timeout: Duration, expected: StatusRange) -> ProbeResult;
-}
 
 /// How the prober paces itself.
 #[derive(Clone, Copy, Debug)]
@@ -165,7 +158,7 @@ impl Prober {
                     due.push((
                         ri,
                         ei,
-                        check.probe_url(e),
+                        check.probe_url(&e.url),
                         self.settings.second * check.timeout_seconds,
                         check.expected_status,
                     ));
@@ -330,12 +323,12 @@ enum Recorded {
 mod tests {
     use super::*;
     use crate::adapters::embedded_store::EmbeddedStore;
-    use crate::domain::health::HealthStatus;
-    use crate::domain::route::RouteSpec;
+    use crate::domain::route::{HealthStatus, RouteSpec};
     use crate::ports::{
         AuditQuery, Commit, EventPublisher, HistoryReader, Outbox, RouteReader, RouteWriter,
     };
     use crate::services::relay::Relay;
+    use async_trait::async_trait;
 
     /// Answers each URL as told: up unless its host is in `down`.
     #[derive(Default)]

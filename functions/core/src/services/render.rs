@@ -1,8 +1,10 @@
-//! Resolve answers encoded once per route revision: a [`Resolved`] route carries its
+//! Resolve answers (CONTRACT §4) and their encoding once per route revision: [`answer`]
+//! makes the body naming one endpoint of a route; a [`Resolved`] route carries its
 //! winning priority group and, for each candidate, the answer body naming that candidate,
 //! encoded the first time it is served and kept with the in-process (L1) entry. An L1 hit
 //! then costs the endpoint choice and a reference count, not a JSON encoding; the body is
-//! byte for byte what [`resolve::answer`](crate::services::resolve::answer) encodes.
+//! byte for byte what [`answer`] encodes. The resolver ([`super::resolve`]) keeps
+//! [`Resolved`] routes in L1; this module needs nothing of it.
 //!
 //! Every candidate gets its own body, so a route's bodies grow with the square of its
 //! candidates (64 candidates with 2 KB URLs would be megabytes). Past [`RENDER_BUDGET`]
@@ -10,10 +12,10 @@
 
 use crate::domain::pick;
 use crate::domain::route::{Endpoint, Route};
-use crate::services::resolve::answer_for;
 use crate::{Error, Result};
 use bytes::Bytes;
 use http::HeaderValue;
+use serde::Serialize;
 use std::sync::{Arc, OnceLock};
 
 /// The most bytes one route's encoded answers may take, by [`body_estimate`] × candidates.
@@ -150,6 +152,99 @@ impl Resolved {
     }
 }
 
+/// One endpoint in an answer. Answers borrow from the route they were made from: they
+/// exist to be encoded once, and copying every name and URL into new strings first was
+/// a tenth of an in-process resolve's allocations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Chosen<'a> {
+    /// Id.
+    pub id: &'a str,
+    /// URL.
+    pub url: &'a str,
+    /// Region, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<&'a str>,
+}
+
+/// One candidate in an answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Candidate<'a> {
+    /// Id.
+    pub id: &'a str,
+    /// URL.
+    pub url: &'a str,
+    /// Weight.
+    pub weight: u32,
+    /// Region, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<&'a str>,
+}
+
+/// The resolve response body (CONTRACT §4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Answer<'a> {
+    /// Tenant.
+    pub tenant: &'a str,
+    /// Service.
+    pub service: &'a str,
+    /// Environment.
+    pub env: &'a str,
+    /// The version chosen.
+    pub version: &'a str,
+    /// The endpoint to call.
+    pub endpoint: Chosen<'a>,
+    /// The winning priority group.
+    pub candidates: Vec<Candidate<'a>>,
+    /// The route's revision.
+    pub revision: u64,
+    /// How long the client may cache this answer.
+    pub ttl_seconds: u32,
+    /// Every candidate was unhealthy, so the group failed open (header `X-Health:
+    /// fail-open`; docs/health.md). Not part of the body.
+    #[serde(skip)]
+    pub fail_open: bool,
+}
+
+/// Chooses the endpoint; 503 `no_available_endpoint` when the route has no candidate.
+pub fn answer<'a>(route: &'a Route, key: Option<&str>) -> Result<Answer<'a>> {
+    let (cands, fail_open) = pick::candidates_with_health(route);
+    let chosen: &Endpoint = pick::choose(&cands, key).ok_or(Error::NoAvailableEndpoint)?;
+    Ok(answer_for(route, &cands, chosen, fail_open))
+}
+
+/// The answer naming `chosen` among `cands` (the route's winning priority group;
+/// `fail_open` when every endpoint of it is unhealthy).
+pub fn answer_for<'a>(
+    route: &'a Route,
+    cands: &[&'a Endpoint],
+    chosen: &'a Endpoint,
+    fail_open: bool,
+) -> Answer<'a> {
+    Answer {
+        tenant: route.tenant.as_str(),
+        service: route.service.as_str(),
+        env: route.env.as_str(),
+        version: route.version.as_str(),
+        endpoint: Chosen {
+            id: chosen.id.as_str(),
+            url: &chosen.url,
+            region: chosen.region.as_ref().map(|r| r.as_str()),
+        },
+        candidates: cands
+            .iter()
+            .map(|e| Candidate {
+                id: e.id.as_str(),
+                url: &e.url,
+                weight: e.weight,
+                region: e.region.as_ref().map(|r| r.as_str()),
+            })
+            .collect(),
+        revision: route.revision,
+        ttl_seconds: route.ttl_seconds,
+        fail_open,
+    }
+}
+
 /// An upper estimate of one answer's encoded length: the fixed text, the names, and each
 /// candidate twice at most (as `endpoint` and in `candidates`). JSON escapes are rare in
 /// names and URLs (names allow none); a URL may still need some, hence the slack.
@@ -178,7 +273,6 @@ mod tests {
     use crate::domain::names::RouteKey;
     use crate::domain::route::RouteSpec;
     use crate::domain::timefmt::Timestamp;
-    use crate::services::resolve::answer;
 
     fn route(body: &str) -> Arc<Route> {
         let key = RouteKey::parse("acme", "checkout", "prod", "2.3.1").unwrap();
@@ -275,5 +369,27 @@ mod tests {
         for no in ["\"8\"", "7", "\"77\"", "", "W/7", "\"7"] {
             assert!(!resolved.etag_matches(no), "{no}");
         }
+    }
+
+    #[test]
+    fn an_answer_lists_the_winning_group_and_rejects_empty_ones() {
+        let key = RouteKey::parse("t", "s", "e", "1").unwrap();
+        let spec = RouteSpec::from_json(
+            br#"{"endpoints":[{"id":"a","url":"https://a","region":"eu-west-1"},{"id":"b","url":"https://b","priority":1}]}"#,
+        )
+        .unwrap();
+        let route = Route::from_spec(&key, spec, 3, Timestamp::from_millis(0), "u");
+        let a = answer(&route, Some("k")).unwrap();
+        assert_eq!(a.endpoint.id, "a");
+        assert_eq!(a.endpoint.region, Some("eu-west-1"));
+        assert_eq!(a.candidates.len(), 1);
+        let none =
+            RouteSpec::from_json(br#"{"endpoints":[{"id":"a","url":"https://a","weight":0}]}"#)
+                .unwrap();
+        let route = Route::from_spec(&key, none, 1, Timestamp::from_millis(0), "u");
+        assert_eq!(
+            answer(&route, None).unwrap_err(),
+            Error::NoAvailableEndpoint
+        );
     }
 }

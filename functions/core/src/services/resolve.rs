@@ -3,41 +3,14 @@
 //! the store cannot be reached, and the endpoint choice on top.
 
 use crate::domain::names::{RouteKey, ServiceKey};
-use crate::domain::pick;
 use crate::domain::route::{Endpoint, Route};
 use crate::domain::select::{Selector, VersionSet};
-use crate::ports::{CachedRoute, Consistency, RouteReader, SharedCache};
+use crate::ports::{CacheSource, CachedRoute, Consistency, RouteReader, SharedCache};
 use crate::services::render::Resolved;
 use crate::singleflight::SingleFlight;
 use crate::{Error, Result};
-use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Which layer answered (`X-Cache`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheSource {
-    /// The in-process cache.
-    HitL1,
-    /// The shared cache.
-    HitL2,
-    /// The store.
-    Miss,
-    /// An expired in-process answer, served because the store could not be reached.
-    Stale,
-}
-
-impl CacheSource {
-    /// The `X-Cache` header value.
-    pub fn header(self) -> &'static str {
-        match self {
-            CacheSource::HitL1 => "hit-l1",
-            CacheSource::HitL2 => "hit-l2",
-            CacheSource::Miss => "miss",
-            CacheSource::Stale => "stale",
-        }
-    }
-}
 
 /// How long an expired L1 answer may still be served while the store is unreachable.
 const STALE_FOR: Duration = Duration::from_secs(300);
@@ -106,8 +79,7 @@ fn entry_bytes(key: &L1Key, resolved: Option<&Resolved>) -> u32 {
         ] {
             bytes += block(s.len());
         }
-        bytes +=
-            block(r.endpoints.capacity() * std::mem::size_of::<crate::domain::route::Endpoint>());
+        bytes += block(r.endpoints.capacity() * std::mem::size_of::<Endpoint>());
         for e in &r.endpoints {
             bytes += block(e.id.as_str().len()) + block(e.url.len());
             bytes += e.region.as_ref().map_or(0, |g| block(g.as_str().len()));
@@ -276,99 +248,6 @@ fn found(
             crate::metrics::figures().negative(source);
             Err(Error::NotFound)
         }
-    }
-}
-
-/// One endpoint in an answer. Answers borrow from the route they were made from: they
-/// exist to be encoded once, and copying every name and URL into new strings first was
-/// a tenth of an in-process resolve's allocations.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Chosen<'a> {
-    /// Id.
-    pub id: &'a str,
-    /// URL.
-    pub url: &'a str,
-    /// Region, when set.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<&'a str>,
-}
-
-/// One candidate in an answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Candidate<'a> {
-    /// Id.
-    pub id: &'a str,
-    /// URL.
-    pub url: &'a str,
-    /// Weight.
-    pub weight: u32,
-    /// Region, when set.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<&'a str>,
-}
-
-/// The resolve response body (CONTRACT §4).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Answer<'a> {
-    /// Tenant.
-    pub tenant: &'a str,
-    /// Service.
-    pub service: &'a str,
-    /// Environment.
-    pub env: &'a str,
-    /// The version chosen.
-    pub version: &'a str,
-    /// The endpoint to call.
-    pub endpoint: Chosen<'a>,
-    /// The winning priority group.
-    pub candidates: Vec<Candidate<'a>>,
-    /// The route's revision.
-    pub revision: u64,
-    /// How long the client may cache this answer.
-    pub ttl_seconds: u32,
-    /// Every candidate was unhealthy, so the group failed open (header `X-Health:
-    /// fail-open`; docs/health.md). Not part of the body.
-    #[serde(skip)]
-    pub fail_open: bool,
-}
-
-/// Chooses the endpoint; 503 `no_available_endpoint` when the route has no candidate.
-pub fn answer<'a>(route: &'a Route, key: Option<&str>) -> Result<Answer<'a>> {
-    let (cands, fail_open) = pick::candidates_with_health(route);
-    let chosen: &Endpoint = pick::choose(&cands, key).ok_or(Error::NoAvailableEndpoint)?;
-    Ok(answer_for(route, &cands, chosen, fail_open))
-}
-
-/// The answer naming `chosen` among `cands` (the route's winning priority group;
-/// `fail_open` when every endpoint of it is unhealthy).
-pub fn answer_for<'a>(
-    route: &'a Route,
-    cands: &[&'a Endpoint],
-    chosen: &'a Endpoint,
-    fail_open: bool,
-) -> Answer<'a> {
-    Answer {
-        tenant: route.tenant.as_str(),
-        service: route.service.as_str(),
-        env: route.env.as_str(),
-        version: route.version.as_str(),
-        endpoint: Chosen {
-            id: chosen.id.as_str(),
-            url: &chosen.url,
-            region: chosen.region.as_ref().map(|r| r.as_str()),
-        },
-        candidates: cands
-            .iter()
-            .map(|e| Candidate {
-                id: e.id.as_str(),
-                url: &e.url,
-                weight: e.weight,
-                region: e.region.as_ref().map(|r| r.as_str()),
-            })
-            .collect(),
-        revision: route.revision,
-        ttl_seconds: route.ttl_seconds,
-        fail_open,
     }
 }
 
@@ -693,25 +572,7 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_lists_the_winning_group_and_rejects_empty_ones() {
-        let key = RouteKey::parse("t", "s", "e", "1").unwrap();
-        let spec = RouteSpec::from_json(
-            br#"{"endpoints":[{"id":"a","url":"https://a","region":"eu-west-1"},{"id":"b","url":"https://b","priority":1}]}"#,
-        )
-        .unwrap();
-        let route = Route::from_spec(&key, spec, 3, Timestamp::from_millis(0), "u");
-        let a = answer(&route, Some("k")).unwrap();
-        assert_eq!(a.endpoint.id, "a");
-        assert_eq!(a.endpoint.region, Some("eu-west-1"));
-        assert_eq!(a.candidates.len(), 1);
-        let none =
-            RouteSpec::from_json(br#"{"endpoints":[{"id":"a","url":"https://a","weight":0}]}"#)
-                .unwrap();
-        let route = Route::from_spec(&key, none, 1, Timestamp::from_millis(0), "u");
-        assert_eq!(
-            answer(&route, None).unwrap_err(),
-            Error::NoAvailableEndpoint
-        );
+    fn a_sticky_key_holds_1_to_256_characters() {
         assert!(check_sticky_key("").is_err());
         assert!(check_sticky_key(&"é".repeat(256)).is_ok());
         assert!(check_sticky_key(&"é".repeat(257)).is_err());

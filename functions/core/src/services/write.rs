@@ -3,9 +3,9 @@
 use super::relay::Relay;
 use crate::cursor::CursorKeys;
 use crate::domain::event::{AuditEntry, ChangeType, HistoryEntry, RouteEvent, SCHEMA};
-use crate::domain::health::{self, HealthStatus};
+use crate::domain::health;
 use crate::domain::names::{EnvName, RouteKey, ServiceName, TenantName};
-use crate::domain::route::{Route, RouteSpec};
+use crate::domain::route::{HealthStatus, Route, RouteSpec};
 use crate::domain::timefmt::Timestamp;
 use crate::ports::{
     AuditQuery, Commit, Consistency, EventPublisher, HistoryReader, ListQuery, Outbox, RouteReader,
@@ -74,6 +74,16 @@ impl Rounds {
             self.started.elapsed().as_millis()
         ))
     }
+}
+
+/// What one round of a write decided from the stored state it read.
+struct Step<T> {
+    /// The change to commit before answering; `None` when there is nothing to change (a
+    /// route already in the state asked for). Another writer committing first loses the
+    /// round.
+    commit: Option<RouteEvent>,
+    /// The write's answer once the change (if any) is committed.
+    answer: T,
 }
 
 /// Who is making a change, for `updated_by`, history and the event.
@@ -339,6 +349,36 @@ impl WriteService {
         self.reader.get(key, Consistency::Strong).await
     }
 
+    /// One write of `key`, in rounds, within [`WRITE_DEADLINE`]: each round reads the
+    /// stored state, lets `decide` answer or build the event, and commits it on condition
+    /// that the state read is still the stored one. A round lost to another writer
+    /// (`Conflict`) pauses and starts again from a fresh read, until the rounds run out
+    /// ([`Rounds`]); any other error ends the write.
+    async fn write_rounds<T>(
+        &self,
+        what: &str,
+        key: &RouteKey,
+        mut decide: impl FnMut(Option<&StoredRoute>) -> Result<Step<T>>,
+    ) -> Result<T> {
+        self.bounded(what, async {
+            let mut rounds = Rounds::new(self.budget);
+            while rounds.more() {
+                let stored = self.stored(key).await?;
+                let Step { commit, answer } = decide(stored.as_ref())?;
+                let Some(event) = commit else {
+                    return Ok(answer);
+                };
+                match self.commit(stored.as_ref(), event).await {
+                    Ok(()) => return Ok(answer),
+                    Err(Error::Conflict) => rounds.lost().await,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(rounds.exhausted(key))
+        })
+        .await
+    }
+
     /// `PUT`: creates or replaces; returns the route and whether it was created. Within
     /// [`WRITE_DEADLINE`].
     pub async fn put(
@@ -348,26 +388,13 @@ impl WriteService {
         pre: Preconditions,
         actor: &Actor,
     ) -> Result<(Route, bool)> {
-        self.bounded("put", self.put_rounds(key, spec, pre, actor))
-            .await
-    }
-
-    async fn put_rounds(
-        &self,
-        key: &RouteKey,
-        spec: RouteSpec,
-        pre: Preconditions,
-        actor: &Actor,
-    ) -> Result<(Route, bool)> {
-        let mut rounds = Rounds::new(self.budget);
-        while rounds.more() {
-            let stored = self.stored(key).await?;
-            let live = stored.as_ref().and_then(|s| s.route.as_ref());
+        self.write_rounds("put", key, |stored| {
+            let live = stored.and_then(|s| s.route.as_ref());
             check_if_match(&pre, live)?;
             if pre.if_none_match_any && live.is_some() {
                 return Err(precondition("If-None-Match: the route exists"));
             }
-            let revision = stored.as_ref().map_or(0, |s| s.revision) + 1;
+            let revision = stored.map_or(0, |s| s.revision) + 1;
             let kind = if live.is_some() {
                 ChangeType::Updated
             } else {
@@ -376,13 +403,12 @@ impl WriteService {
             let at = Timestamp::now();
             let route = Route::from_spec(key, spec.clone(), revision, at, &actor.sub);
             let event = Self::event(kind, key, revision, at, Some(route.clone()), actor);
-            match self.commit(stored.as_ref(), event).await {
-                Ok(()) => return Ok((route, kind == ChangeType::Created)),
-                Err(Error::Conflict) => rounds.lost().await,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(rounds.exhausted(key))
+            Ok(Step {
+                commit: Some(event),
+                answer: (route, kind == ChangeType::Created),
+            })
+        })
+        .await
     }
 
     /// `GET`: the live route, strongly consistent, its endpoints showing their health
@@ -396,16 +422,8 @@ impl WriteService {
 
     /// `DELETE`: writes a tombstone that keeps the revision. Within [`WRITE_DEADLINE`].
     pub async fn delete(&self, key: &RouteKey, pre: Preconditions, actor: &Actor) -> Result<()> {
-        self.bounded("delete", self.delete_rounds(key, pre, actor))
-            .await
-    }
-
-    async fn delete_rounds(&self, key: &RouteKey, pre: Preconditions, actor: &Actor) -> Result<()> {
-        let mut rounds = Rounds::new(self.budget);
-        while rounds.more() {
-            let stored = self.stored(key).await?;
+        self.write_rounds("delete", key, |stored| {
             let live = stored
-                .as_ref()
                 .and_then(|s| s.route.as_ref())
                 .ok_or(Error::NotFound)?;
             check_if_match(&pre, Some(live))?;
@@ -417,13 +435,12 @@ impl WriteService {
                 None,
                 actor,
             );
-            match self.commit(stored.as_ref(), event).await {
-                Ok(()) => return Ok(()),
-                Err(Error::Conflict) => rounds.lost().await,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(rounds.exhausted(key))
+            Ok(Step {
+                commit: Some(event),
+                answer: (),
+            })
+        })
+        .await
     }
 
     /// `POST .../activate` and `.../deactivate`. Already in that state: unchanged, no event.
@@ -435,30 +452,16 @@ impl WriteService {
         pre: Preconditions,
         actor: &Actor,
     ) -> Result<Route> {
-        self.bounded(
-            "set_active",
-            self.set_active_rounds(key, active, pre, actor),
-        )
-        .await
-    }
-
-    async fn set_active_rounds(
-        &self,
-        key: &RouteKey,
-        active: bool,
-        pre: Preconditions,
-        actor: &Actor,
-    ) -> Result<Route> {
-        let mut rounds = Rounds::new(self.budget);
-        while rounds.more() {
-            let stored = self.stored(key).await?;
+        self.write_rounds("set_active", key, |stored| {
             let live = stored
-                .as_ref()
                 .and_then(|s| s.route.as_ref())
                 .ok_or(Error::NotFound)?;
             check_if_match(&pre, Some(live))?;
             if live.active == active {
-                return Ok(live.clone());
+                return Ok(Step {
+                    commit: None,
+                    answer: live.clone(),
+                });
             }
             let at = Timestamp::now();
             let mut route = live.clone();
@@ -472,13 +475,46 @@ impl WriteService {
                 ChangeType::Deactivated
             };
             let event = Self::event(kind, key, route.revision, at, Some(route.clone()), actor);
-            match self.commit(stored.as_ref(), event).await {
-                Ok(()) => return Ok(route),
-                Err(Error::Conflict) => rounds.lost().await,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(rounds.exhausted(key))
+            Ok(Step {
+                commit: Some(event),
+                answer: route,
+            })
+        })
+        .await
+    }
+
+    /// One page of a paginated read. Opens `cursor` (sealed for `scope`, the read and its
+    /// filters, so a cursor only continues the query it came from) and `parse`s it into
+    /// the position to go on from; `fetch`es from there up to `limit + 1` items (one more
+    /// than the page, to tell whether more follow), and where the read stopped short for
+    /// another reason than the end, if it did; then seals the position of the page's last
+    /// item (`position_of`), or else that stop, as the next cursor.
+    async fn page<P, T, F>(
+        &self,
+        scope: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        parse: impl FnOnce(String) -> Result<P>,
+        fetch: impl FnOnce(Option<P>, usize) -> F,
+        position_of: impl Fn(&T) -> String,
+    ) -> Result<Page<T>>
+    where
+        F: Future<Output = Result<(Vec<T>, Option<String>)>>,
+    {
+        let from = cursor
+            .map(|c| self.cursors.open(scope, c).and_then(parse))
+            .transpose()?;
+        let (mut items, stopped_at) = fetch(from, limit + 1).await?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(position_of)
+        } else {
+            stopped_at
+        };
+        Ok(Page {
+            items,
+            next_cursor: next.map(|position| self.cursors.seal(scope, &position)),
+        })
     }
 
     /// `GET /v1/tenants/{t}/routes`.
@@ -495,38 +531,29 @@ impl WriteService {
             service.as_ref().map_or("", |s| s.as_str()),
             env.as_ref().map_or("", |e| e.as_str())
         );
-        let after = match cursor {
-            None => None,
-            Some(c) => {
-                let pos = self.cursors.open(&scope, c)?;
-                let parts: Vec<&str> = pos.split('\0').collect();
-                let [s, e, v] = parts.as_slice() else {
-                    return Err(Error::invalid(
-                        "cursor",
-                        "is not a cursor this server issued for this query",
-                    ));
-                };
-                Some(RouteKey::parse(tenant.as_str(), s, e, v)?)
-            }
+        let parse = |position: String| {
+            let parts: Vec<&str> = position.split('\0').collect();
+            let [s, e, v] = parts.as_slice() else {
+                return Err(Error::invalid(
+                    "cursor",
+                    "is not a cursor this server issued for this query",
+                ));
+            };
+            RouteKey::parse(tenant.as_str(), s, e, v)
         };
-        let query = ListQuery {
-            tenant: tenant.clone(),
-            service,
-            env,
-            after,
-            limit: limit + 1,
+        let fetch = |after, up_to| async move {
+            let query = ListQuery {
+                tenant: tenant.clone(),
+                service,
+                env,
+                after,
+                limit: up_to,
+            };
+            Ok((self.writer.list(&query).await?, None))
         };
-        let mut items = self.writer.list(&query).await?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|r| {
-                self.cursors
-                    .seal(&scope, &format!("{}\0{}\0{}", r.service, r.env, r.version))
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let position_of = |r: &Route| format!("{}\0{}\0{}", r.service, r.env, r.version);
+        self.page(&scope, cursor, limit, parse, fetch, position_of)
+            .await
     }
 
     /// `GET .../history`: 404 only for a key that never existed.
@@ -537,28 +564,16 @@ impl WriteService {
         cursor: Option<&str>,
     ) -> Result<Page<HistoryEntry>> {
         let scope = format!("history|{key}");
-        let before = match cursor {
-            None => None,
-            Some(c) => Some(
-                self.cursors
-                    .open(&scope, c)?
-                    .parse::<u64>()
-                    .map_err(|_| Error::invalid("cursor", "is malformed"))?,
-            ),
+        let fetch = |before, up_to| async move {
+            // Only once the cursor is open: a bad cursor is 400 whether the key exists or not.
+            if self.stored(key).await?.is_none() {
+                return Err(Error::NotFound);
+            }
+            Ok((self.history.history(key, before, up_to).await?, None))
         };
-        if self.stored(key).await?.is_none() {
-            return Err(Error::NotFound);
-        }
-        let mut items = self.history.history(key, before, limit + 1).await?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items
-                .last()
-                .map(|h| self.cursors.seal(&scope, &h.revision.to_string()))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let position_of = |h: &HistoryEntry| h.revision.to_string();
+        self.page(&scope, cursor, limit, sequence, fetch, position_of)
+            .await
     }
 
     /// `GET .../status`: has the change reached the shared cache?
@@ -615,39 +630,35 @@ impl WriteService {
                 .until
                 .map_or(String::new(), |t| t.millis().to_string()),
         );
-        let before_seq = match cursor {
-            None => None,
-            Some(c) => Some(
-                self.cursors
-                    .open(&scope, c)?
-                    .parse::<u64>()
-                    .map_err(|_| Error::invalid("cursor", "is malformed"))?,
-            ),
+        let fetch = |before_seq, up_to: usize| async move {
+            let query = AuditQuery {
+                tenant: tenant.clone(),
+                kind: filter.kind,
+                since: filter.since,
+                until: filter.until,
+                before_seq,
+                limit: up_to,
+                max_scan: self.audit_scan.max(up_to),
+            };
+            let found = self.history.audit(&query).await?;
+            // When the scan budget ran out, the next page goes on below the last entry
+            // examined.
+            Ok((found.items, found.stopped_at.map(|seq| seq.to_string())))
         };
-        let query = AuditQuery {
-            tenant: tenant.clone(),
-            kind: filter.kind,
-            since: filter.since,
-            until: filter.until,
-            before_seq,
-            limit: limit + 1,
-            max_scan: self.audit_scan.max(limit + 1),
-        };
-        let page = self.history.audit(&query).await?;
-        let mut found = page.items;
-        let next_cursor = if found.len() > limit {
-            found.truncate(limit);
-            found
-                .last()
-                .map(|(seq, _)| self.cursors.seal(&scope, &seq.to_string()))
-        } else {
-            // The scan budget ran out: go on below the last entry examined.
-            page.stopped_at
-                .map(|seq| self.cursors.seal(&scope, &seq.to_string()))
-        };
+        let position_of = |(seq, _): &(u64, AuditEntry)| seq.to_string();
+        let page = self
+            .page(&scope, cursor, limit, sequence, fetch, position_of)
+            .await?;
         Ok(Page {
-            items: found.into_iter().map(|(_, e)| e).collect(),
-            next_cursor,
+            items: page.items.into_iter().map(|(_, e)| e).collect(),
+            next_cursor: page.next_cursor,
         })
     }
+}
+
+/// A cursor's position that is a sequence number (a revision, an audit entry's `seq`).
+fn sequence(position: String) -> Result<u64> {
+    position
+        .parse::<u64>()
+        .map_err(|_| Error::invalid("cursor", "is malformed"))
 }

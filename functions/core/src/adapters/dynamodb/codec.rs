@@ -13,7 +13,8 @@ use crate::domain::event::{AuditEntry, HistoryEntry, RouteEvent};
 use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, TenantName};
 use crate::domain::route::Route;
-use crate::ports::{OutboxEntry, StoredRoute};
+use crate::domain::timefmt::Timestamp;
+use crate::ports::{OutboxEntry, ParkedEntry, StoredRoute};
 use crate::{Error, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
@@ -21,7 +22,8 @@ use std::collections::HashMap;
 /// One item as the SDK carries it.
 pub(super) type Item = HashMap<String, AttributeValue>;
 
-/// What the item is: `route`, `history`, `audit`, `outbox` or `counter`.
+/// What the item is: `route`, `health`, `history`, `audit`, `outbox`, `parked` or
+/// `counter`.
 const KIND: &str = "kind";
 /// Route item: the stored revision (number).
 pub(super) const REV: &str = "rev";
@@ -42,6 +44,12 @@ const EVENT: &str = "event";
 pub(super) const SEQ: &str = "seq";
 /// Counter item: the outbox order time of the tenant's last commit (ms).
 const LAST_MS: &str = "last_ms";
+/// Parked item: why the entry was set aside.
+const REASON: &str = "reason";
+/// Parked item: when (RFC 3339).
+const PARKED_AT: &str = "parked_at";
+/// Parked item: the outbox item as it was stored, every attribute (a map).
+const ORIGINAL: &str = "item";
 
 fn corrupt(what: &str, item: &Item, why: impl std::fmt::Display) -> Error {
     let pk = item
@@ -250,6 +258,68 @@ pub(super) fn decode_outbox(item: &Item) -> Result<OutboxEntry> {
     Ok(OutboxEntry { id, event })
 }
 
+/// Why an outbox item does not decode (the message of [`decode_outbox`]'s error).
+pub(super) fn why(e: Error) -> String {
+    match e {
+        Error::Internal(m) | Error::Unavailable(m) | Error::InvalidRequest(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// The parked item of outbox item `original` (whose id is `id`): in the parked partition
+/// under that id, holding the original item unchanged with the reason and the time.
+pub(super) fn parked_item(id: &str, original: &Item, reason: &str, at: &Timestamp) -> Item {
+    let mut item = key(keys::PARKED_OUTBOX_PK, id);
+    item.insert(KIND.to_owned(), s("parked"));
+    item.insert(REASON.to_owned(), s(reason));
+    item.insert(PARKED_AT.to_owned(), s(at.to_string()));
+    item.insert(ORIGINAL.to_owned(), AttributeValue::M(original.clone()));
+    item
+}
+
+/// Decodes a parked item: the entry as callers see it, and the original item.
+pub(super) fn decode_parked(item: &Item) -> Result<(ParkedEntry, Item)> {
+    const W: &str = "parked";
+    check_kind(W, item)?;
+    let id = get_s(W, item, keys::SK)?.to_owned();
+    let reason = get_s(W, item, REASON)?.to_owned();
+    let parked_at =
+        Timestamp::parse(get_s(W, item, PARKED_AT)?).map_err(|e| corrupt(W, item, e))?;
+    let original = match item.get(ORIGINAL) {
+        Some(AttributeValue::M(m)) => m.clone(),
+        _ => {
+            return Err(corrupt(
+                W,
+                item,
+                format!("attribute {ORIGINAL} is not a map"),
+            ));
+        }
+    };
+    let origin = (original.get(keys::PK), original.get(keys::SK));
+    let belongs = match origin {
+        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => {
+            keys::outbox_id(pk, sk).as_deref() == Some(id.as_str())
+        }
+        _ => false,
+    };
+    if !belongs {
+        return Err(corrupt(W, item, "the original item's key is not its id"));
+    }
+    let event = match original.get(EVENT) {
+        Some(AttributeValue::S(text)) => Some(text.clone()),
+        _ => None,
+    };
+    Ok((
+        ParkedEntry {
+            id,
+            reason,
+            parked_at,
+            event,
+        },
+        original,
+    ))
+}
+
 /// A tenant's audit counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Counter {
@@ -338,6 +408,28 @@ mod tests {
         item = route_item(&r.key(), 3, Some(&r)).unwrap();
         item.insert(ENV.into(), s("staging"));
         assert!(decode_route(&item).is_err(), "env mismatch");
+    }
+
+    #[test]
+    fn a_parked_item_keeps_the_original_item_and_finds_its_way_back() {
+        let mut original = key(keys::outbox_pk(3), "junk-sort-key");
+        original.insert(KIND.into(), s("outbox"));
+        original.insert(EVENT.into(), s("{not json"));
+        let at = Timestamp::parse("2026-11-28T12:00:00.000Z").unwrap();
+        let item = parked_item("03@junk-sort-key", &original, "undecodable", &at);
+        let (entry, back) = decode_parked(&item).unwrap();
+        assert_eq!(back, original);
+        assert_eq!(
+            entry,
+            ParkedEntry {
+                id: "03@junk-sort-key".into(),
+                reason: "undecodable".into(),
+                parked_at: at,
+                event: Some("{not json".into()),
+            }
+        );
+        let elsewhere = parked_item("04@junk-sort-key", &original, "x", &at);
+        assert!(decode_parked(&elsewhere).is_err(), "id and origin disagree");
     }
 
     #[test]

@@ -69,17 +69,26 @@ pub(super) fn outbox_id(pk: &str, sk: &str) -> Option<String> {
 /// An outbox id back to the item's `(pk, sk)`, or `None` for an id this adapter could
 /// not have made.
 pub(super) fn parse_outbox_id(id: &str) -> Option<(String, String)> {
-    let (pk, sk) = match id.split_once('@') {
-        Some((shard, sk)) => {
-            let n: u16 = shard.parse().ok()?;
-            if shard.len() != 2 || n >= OUTBOX_SHARDS {
-                return None;
-            }
-            (outbox_pk(n), sk)
-        }
-        None => (LEGACY_OUTBOX_PK.to_owned(), id),
-    };
-    is_outbox_sk(sk).then(|| (pk, sk.to_owned()))
+    parse_outbox_key(id).filter(|(_, sk)| is_outbox_sk(sk))
+}
+
+/// The partition parked outbox entries are moved to (by `park`): never read by
+/// `pending`. Each keeps the id it had as its sort key.
+pub(super) const PARKED_OUTBOX_PK: &str = "OUTBOX#PARKED";
+
+/// The `(pk, sk)` of any item an outbox partition can hold, from the id `pending` gave it
+/// (`03@{sk}`, or a legacy bare sort key), whatever its sort key looks like: an item that
+/// does not decode may have a malformed one, and must still be parked.
+pub(super) fn parse_outbox_key(id: &str) -> Option<(String, String)> {
+    let shard = id.split_once('@').and_then(|(shard, sk)| {
+        let n: u16 = shard.parse().ok()?;
+        (shard.len() == 2 && n < OUTBOX_SHARDS).then(|| (outbox_pk(n), sk.to_owned()))
+    });
+    match shard {
+        Some((pk, sk)) if !sk.is_empty() => Some((pk, sk)),
+        Some(_) => None,
+        None => (!id.is_empty()).then(|| (LEGACY_OUTBOX_PK.to_owned(), id.to_owned())),
+    }
 }
 /// The key `Probe::ping` reads; no item is ever stored there.
 pub(super) const PING: &str = "PING";
@@ -341,6 +350,21 @@ mod tests {
             assert_eq!(parse_outbox_id(&bad), None, "{bad}");
         }
         assert_eq!(outbox_id("TENANT#acme", &sk), None);
+    }
+
+    #[test]
+    fn any_item_of_an_outbox_partition_can_be_found_again_from_its_id() {
+        for (pk, sk) in [
+            (outbox_pk(3), "not#a#valid#sort key"),
+            (outbox_pk(7), "x@y"),
+            (LEGACY_OUTBOX_PK.to_owned(), "garbage"),
+        ] {
+            let id = outbox_id(&pk, sk).unwrap();
+            assert_eq!(parse_outbox_key(&id), Some((pk, sk.to_owned())), "{id}");
+        }
+        assert_eq!(parse_outbox_key(""), None);
+        assert_eq!(parse_outbox_key("03@"), None);
+        assert_eq!(outbox_id(PARKED_OUTBOX_PK, "x"), None, "parked is no shard");
     }
 
     #[test]

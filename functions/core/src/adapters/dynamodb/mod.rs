@@ -9,13 +9,21 @@
 //! | history entry | `HISTORY#{t}#{s}#{e}#{v}` | `REV#{revision:020}` |
 //! | audit entry | `AUDIT#{t}` | `SEQ#{seq:020}` |
 //! | audit counter | `AUDIT#{t}` | `COUNTER` |
-//! | outbox entry | `OUTBOX` | `{order_ms:015}#{t}#{seq:020}` |
+//! | outbox entry | `OUTBOX#{shard:02}` (`OUTBOX` before sharding) | `{order_ms:015}#{t}#{seq:020}` |
+//! | parked outbox entry | `OUTBOX#PARKED` | its outbox id (`{shard:02}@{sk}`) |
 //!
 //! No secondary index: every read is a `GetItem` or a `Query` on the base table, so every
 //! read can be strongly consistent. A commit is one `TransactWriteItems` of five puts:
 //! the route (conditional on the expected revision), its history, audit and outbox
 //! entries, and the tenant's audit counter (conditional on the value just read), which
 //! makes the audit sequence exact commit order per tenant.
+//!
+//! An outbox item that does not decode is reported by `pending_all` instead of failing
+//! it, and the relay parks it: `park` copies the item, every attribute unchanged, into a
+//! `parked` item (with the reason and the time) in `OUTBOX#PARKED`, then deletes the
+//! original; `unpark` does the reverse. Both use only `Query` and `BatchWriteItem`, the
+//! relay's two actions; a crash between the two writes leaves the entry in both places,
+//! and the next drain parks it again (same key): it is never lost.
 //!
 //! SDK types stay in this module (bar the client handed to [`DynamoStore::new`]); errors
 //! leave as `Error::Unavailable` (network, timeouts, throttling, 5xx) or
@@ -29,9 +37,11 @@ use crate::domain::event::{HistoryEntry, RouteEvent};
 use crate::domain::health::RouteHealth;
 use crate::domain::names::{RouteKey, ServiceKey, TenantName, VersionName};
 use crate::domain::route::Route;
+use crate::domain::timefmt::Timestamp;
 use crate::ports::{
     AuditPage, AuditQuery, Commit, Consistency, HealthStore, HistoryReader, ListQuery, Outbox,
-    OutboxEntry, Probe, RouteReader, RouteWriter, StoredRoute,
+    OutboxEntry, ParkedEntry, PendingEntries, Probe, RouteReader, RouteWriter, StoredRoute,
+    UndecodableEntry,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -41,7 +51,7 @@ use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType, Put,
+    AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType, Put, PutRequest,
     ScalarAttributeType, TableStatus, TransactWriteItem, WriteRequest,
 };
 use std::sync::Arc;
@@ -71,7 +81,8 @@ pub const IAM_ACTIONS_WRITE: &[&str] = &[
 pub const IAM_ACTIONS_PROBER: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"];
 
 /// The subset of [`IAM_ACTIONS_WRITE`] the outbox relay alone calls (`pending`,
-/// `mark_published`).
+/// `mark_published`, and `park`/`unpark`, which read with `Query` and move the item with
+/// `BatchWriteItem`).
 pub const IAM_ACTIONS_RELAY: &[&str] = &["dynamodb:BatchWriteItem", "dynamodb:Query"];
 
 /// The actions of [`DynamoStore::create_table_if_missing`] (`tm-local init`, tests; no
@@ -559,7 +570,7 @@ impl DynamoStore {
 
     /// Deletes one batch of outbox keys, retrying what DynamoDB leaves unprocessed.
     async fn delete_batch(&self, keys: &[&(String, String)]) -> Result<()> {
-        let mut requests = keys
+        let requests = keys
             .iter()
             .map(|(pk, sk)| {
                 let delete = DeleteRequest::builder()
@@ -569,6 +580,39 @@ impl DynamoStore {
                 Ok(WriteRequest::builder().delete_request(delete).build())
             })
             .collect::<Result<Vec<_>>>()?;
+        self.write_batch(requests).await
+    }
+
+    /// Puts one item with `BatchWriteItem` (the relay has no `PutItem`).
+    async fn put_batch(&self, item: Item) -> Result<()> {
+        let put = PutRequest::builder()
+            .set_item(Some(item))
+            .build()
+            .map_err(build_error)?;
+        self.write_batch(vec![WriteRequest::builder().put_request(put).build()])
+            .await
+    }
+
+    /// One item by its key, with a strongly consistent `Query` (the relay has no
+    /// `GetItem`).
+    async fn query_one(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        let out = self
+            .query()
+            .key_condition_expression("#pk = :pk AND #sk = :sk")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#sk", keys::SK)
+            .expression_attribute_values(":pk", codec::s(pk))
+            .expression_attribute_values(":sk", codec::s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        Ok(out.items().first().cloned())
+    }
+
+    /// One `BatchWriteItem` of at most 25 requests, retrying what DynamoDB leaves
+    /// unprocessed.
+    async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<()> {
         for attempt in 0..BATCH_WRITE_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
@@ -590,7 +634,7 @@ impl DynamoStore {
             }
         }
         Err(Error::Unavailable(format!(
-            "dynamodb BatchWriteItem: {} deletes left unprocessed",
+            "dynamodb BatchWriteItem: {} writes left unprocessed",
             requests.len()
         )))
     }
@@ -979,11 +1023,13 @@ impl HistoryReader for DynamoStore {
 impl Outbox for DynamoStore {
     /// One `Query` per outbox shard (and the legacy partition), oldest first, strongly
     /// consistent, merged by id order (commit time, tenant, sequence): each key's events
-    /// stay in commit order whatever shard they are in.
-    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+    /// stay in commit order whatever shard they are in. An item that does not decode is
+    /// reported apart, under the id its key gives it.
+    async fn pending_all(&self, limit: usize) -> Result<PendingEntries> {
         let mut merged: Vec<(String, OutboxEntry)> = Vec::new();
+        let mut undecodable = Vec::new();
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(PendingEntries::default());
         }
         for pk in keys::outbox_pks() {
             let query = self
@@ -996,19 +1042,34 @@ impl Outbox for DynamoStore {
                 .limit(page_limit(limit));
             let mut taken = 0;
             self.query_pages("Query", query, |item| {
-                let entry = codec::decode_outbox(item)?;
-                let sk = keys::parse_outbox_id(&entry.id)
-                    .map(|(_, sk)| sk)
-                    .ok_or_else(|| Error::Internal(format!("bad outbox id {}", entry.id)))?;
-                merged.push((sk, entry));
                 taken += 1;
+                let sk = item
+                    .get(keys::SK)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                match codec::decode_outbox(item) {
+                    Ok(entry) => merged.push((sk, entry)),
+                    Err(e) => {
+                        let id = keys::outbox_id(&pk, &sk).ok_or_else(|| {
+                            Error::Internal(format!("dynamodb: outbox item {pk} / {sk}"))
+                        })?;
+                        undecodable.push(UndecodableEntry {
+                            id,
+                            reason: codec::why(e),
+                        });
+                    }
+                }
                 Ok(taken < limit)
             })
             .await?;
         }
         merged.sort_by(|a, b| a.0.cmp(&b.0));
         merged.truncate(limit);
-        Ok(merged.into_iter().map(|(_, e)| e).collect())
+        Ok(PendingEntries {
+            entries: merged.into_iter().map(|(_, e)| e).collect(),
+            undecodable,
+        })
     }
 
     /// `BatchWriteItem` deletes, 25 keys per call. Deleting an absent item succeeds, so
@@ -1028,6 +1089,54 @@ impl Outbox for DynamoStore {
             self.delete_batch(chunk).await?;
         }
         Ok(())
+    }
+
+    /// A `Query` for the item, a `BatchWriteItem` putting its parked copy, then one
+    /// deleting it. Put first: a failure in between leaves it in both places, never in
+    /// neither.
+    async fn park(&self, id: &str, reason: &str) -> Result<()> {
+        let (pk, sk) = keys::parse_outbox_key(id)
+            .ok_or_else(|| Error::Internal(format!("bad outbox id {id}")))?;
+        let Some(original) = self.query_one(&pk, &sk).await? else {
+            return Ok(());
+        };
+        let parked = codec::parked_item(id, &original, reason, &Timestamp::now());
+        self.put_batch(parked).await?;
+        self.delete_batch(&[&(pk, sk)]).await
+    }
+
+    /// One `Query` on the parked partition, by id.
+    async fn parked(&self, limit: usize) -> Result<Vec<ParkedEntry>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let query = self
+            .query()
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_values(":pk", codec::s(keys::PARKED_OUTBOX_PK))
+            .consistent_read(true)
+            .limit(page_limit(limit));
+        self.query_pages("Query", query, |item| {
+            out.push(codec::decode_parked(item)?.0);
+            Ok(out.len() < limit)
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// The reverse of `park`: the original item is put back as it was, then the parked
+    /// copy is deleted.
+    async fn unpark(&self, id: &str) -> Result<bool> {
+        let Some(item) = self.query_one(keys::PARKED_OUTBOX_PK, id).await? else {
+            return Ok(false);
+        };
+        let (_, original) = codec::decode_parked(&item)?;
+        self.put_batch(original).await?;
+        let parked = (keys::PARKED_OUTBOX_PK.to_owned(), id.to_owned());
+        self.delete_batch(&[&parked]).await?;
+        Ok(true)
     }
 }
 

@@ -17,6 +17,13 @@
 //! (replaced after a failed delivery, as the publisher's is), and `send` returns only once
 //! it is acknowledged: the consumer moves past a poison record only after its letter is
 //! durable.
+//!
+//! With the `redis` feature, the shared cache's Redis also keeps the marks of the letters
+//! sent ([`DeadLetterMarks`] for [`RedisCache`]), so that a batch Lambda delivers again,
+//! to any instance, does not put its poison on this topic a second time: one key per
+//! source record, `<prefix>dlq:<topic>/<partition>/<offset>`, holding the record's
+//! fingerprint (so a mark never stands for another record at the same position), written
+//! with `SET … EX` once the letter is acknowledged and kept [`LETTER_MARK_TTL`].
 
 use super::KafkaCluster;
 use super::publisher::{HealingProducer, Outgoing};
@@ -118,6 +125,57 @@ impl DeadLetters for KafkaDeadLetters {
         self.producer
             .deliver(&self.topic, vec![record], self.timeout)
             .await
+    }
+}
+
+/// How long a mark of a sent letter lives: a record can only come again while its batch
+/// is retried, which is bounded by the topic's retention (7 days on MSK by default).
+pub const LETTER_MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The Redis key of the mark of `letter`'s record, under the cache's `prefix`. No `{}`:
+/// a key of its own, in whichever cluster slot it hashes to.
+pub fn letter_mark_key(prefix: &str, letter: &DeadLetter) -> String {
+    let position = letter.position().replace(['{', '}'], "_");
+    format!("{prefix}dlq:{position}")
+}
+
+#[cfg(feature = "redis")]
+mod marks {
+    use super::{LETTER_MARK_TTL, letter_mark_key};
+    use crate::Result;
+    use crate::adapters::redis_cache::RedisCache;
+    use crate::ports::{DeadLetter, DeadLetterMarks};
+    use async_trait::async_trait;
+    use redis::Script;
+    use std::sync::OnceLock;
+
+    /// KEYS[1] the mark: its value (the fingerprint), or false.
+    const LUA_GET: &str = "return redis.call('GET', KEYS[1])";
+    /// KEYS[1] the mark, ARGV[1] the fingerprint, ARGV[2] its time to live (s). Not `NX`:
+    /// a mark left by another record at the same position (a topic made again) gives way
+    /// to the record just sent.
+    const LUA_MARK: &str = "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1";
+
+    fn script(lua: &'static str, cell: &'static OnceLock<Script>) -> &'static Script {
+        cell.get_or_init(|| Script::new(lua))
+    }
+
+    #[async_trait]
+    impl DeadLetterMarks for RedisCache {
+        async fn was_sent(&self, letter: &DeadLetter) -> Result<bool> {
+            static GET: OnceLock<Script> = OnceLock::new();
+            let key = letter_mark_key(self.prefix(), letter);
+            let found: Option<String> = self.invoke(script(LUA_GET, &GET), &[&key], &[]).await?;
+            Ok(found.as_deref() == Some(letter.fingerprint().as_str()))
+        }
+
+        async fn mark_sent(&self, letter: &DeadLetter) -> Result<()> {
+            static MARK: OnceLock<Script> = OnceLock::new();
+            let key = letter_mark_key(self.prefix(), letter);
+            let args = [letter.fingerprint(), LETTER_MARK_TTL.as_secs().to_string()];
+            let _: i64 = self.invoke(script(LUA_MARK, &MARK), &[&key], &args).await?;
+            Ok(())
+        }
     }
 }
 

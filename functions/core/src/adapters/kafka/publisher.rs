@@ -25,6 +25,7 @@ use crate::domain::event::RouteEvent;
 use crate::ports::{EventPublisher, Probe};
 use crate::{Error, Result};
 use async_trait::async_trait;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use std::sync::Mutex;
@@ -166,7 +167,7 @@ async fn deliver_all(
     for delivery in pending {
         match tokio::time::timeout_at(deadline, delivery).await {
             Ok(Ok(Ok(_))) => {}
-            Ok(Ok(Err((e, _)))) => return Err(unavailable("deliver a record", e)),
+            Ok(Ok(Err((e, _)))) => return Err(delivery_error(e)),
             Ok(Err(_)) => return Err(Error::Unavailable("kafka: the producer shut down".into())),
             Err(_) => {
                 return Err(Error::Unavailable(format!(
@@ -177,6 +178,25 @@ async fn deliver_all(
         }
     }
     Ok(())
+}
+
+/// A failed delivery: `Internal` when the broker refused the record itself (too large,
+/// invalid, corrupt: sending it again can never succeed, so the relay sets it aside and
+/// publishes the rest), else `Unavailable` (the broker or the network: try later).
+/// Authorisation failures stay "try later": one misconfiguration must not set the whole
+/// outbox aside.
+fn delivery_error(e: KafkaError) -> Error {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match e.rdkafka_error_code() {
+        Some(
+            code @ (Code::InvalidMessage
+            | Code::InvalidMessageSize
+            | Code::MessageSizeTooLarge
+            | Code::InvalidRecord
+            | Code::MessageBatchTooLarge),
+        ) => Error::Internal(format!("kafka: the broker refused a record: {code}")),
+        _ => unavailable("deliver a record", e),
+    }
 }
 
 /// Publishes route events to the event topic: key `{tenant}/{service}/{env}` (so every
@@ -264,6 +284,21 @@ impl Probe for KafkaPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_the_broker_refuses_is_no_outage_but_a_down_broker_is() {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let refused = delivery_error(KafkaError::MessageProduction(Code::MessageSizeTooLarge));
+        assert!(matches!(refused, Error::Internal(_)), "{refused:?}");
+        for later in [
+            Code::BrokerTransportFailure,
+            Code::MessageTimedOut,
+            Code::TopicAuthorizationFailed,
+        ] {
+            let e = delivery_error(KafkaError::MessageProduction(later));
+            assert!(matches!(e, Error::Unavailable(_)), "{later:?}: {e:?}");
+        }
+    }
     use rdkafka::message::Headers;
 
     fn event() -> RouteEvent {
