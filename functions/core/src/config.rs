@@ -35,7 +35,8 @@ pub enum KafkaAuth {
     MskIam,
 }
 
-/// tm-local's per-tenant request rate limit (a token bucket per tenant).
+/// The per-tenant request rate limit of the resolve and write functions (and tm-local):
+/// a token bucket per tenant and function (`adapters::token_buckets`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RateLimit {
     /// `TM_RATE_LIMIT_RPS`: tokens added per second (sustained requests per second).

@@ -134,8 +134,13 @@ impl Op {
 /// Decodes `%XX` escapes; anything that is not a valid escape is kept as it is (and then
 /// fails name validation). Bytes that are not UTF-8 become U+FFFD, which no name allows.
 pub fn percent_decode(s: &str) -> String {
+    percent_decoded(s).into_owned()
+}
+
+/// [`percent_decode`], borrowing `s` when it holds no escape (the common case: no copy).
+pub fn percent_decoded(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains('%') {
-        return s.to_owned();
+        return std::borrow::Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -153,14 +158,27 @@ pub fn percent_decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Matches a method and raw path against the contract's route table: 404 for an unknown
 /// path, 405 for a known path with another method.
 pub fn match_route(method: &Method, path: &str) -> Result<Op, Error> {
-    let segs: Vec<String> = path.split('/').skip(1).map(percent_decode).collect();
-    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    // At most 10 segments are ever matched; a longer path is 404 without decoding it.
+    let mut segs: [std::borrow::Cow<'_, str>; 11] = Default::default();
+    let mut n = 0;
+    for part in path.split('/').skip(1) {
+        if n == segs.len() {
+            return Err(Error::NotFound);
+        }
+        segs[n] = percent_decoded(part);
+        n += 1;
+    }
+    let mut refs: [&str; 11] = [""; 11];
+    for (r, seg) in refs.iter_mut().zip(&segs[..n]) {
+        *r = seg;
+    }
+    let s = &refs[..n];
     if !path.starts_with('/') || s.iter().any(|x| x.is_empty()) {
         return Err(Error::NotFound);
     }
@@ -177,7 +195,7 @@ pub fn match_route(method: &Method, path: &str) -> Result<Op, Error> {
             Err(Error::MethodNotAllowed)
         }
     };
-    match s.as_slice() {
+    match s {
         ["healthz"] => only(Method::GET, Op::Healthz),
         ["readyz"] => only(Method::GET, Op::Readyz),
         ["v1", "resolve", t, sv, e, sel] => only(Method::GET, Op::Resolve(p(t, sv, e, sel))),

@@ -12,11 +12,13 @@ use std::future::Future;
 use std::time::Instant;
 use tm_core::Error;
 
-/// Answers one request that went through admission (`admitted`), received at `started`.
+/// Answers one request that went through admission (`admitted`), received at `started`
+/// (`None` when the transport does not time it: tm-local reads no clock for a resolve,
+/// whose handler times itself).
 pub async fn serve<F, Fut>(
     admitted: Result<Call, Refused>,
     throttle: Option<&Throttle>,
-    started: Instant,
+    started: Option<Instant>,
     handle: F,
 ) -> Response<Bytes>
 where
@@ -24,12 +26,14 @@ where
     Fut: Future<Output = Response<Bytes>>,
 {
     let call = match admitted {
-        Err(refused) => return refuse(refused, started),
+        Err(refused) => return refuse(refused, started.unwrap_or_else(Instant::now)),
         Ok(call) => call,
     };
     let function = call.op.function();
     let resp = answer(call, throttle, handle).await;
-    count(function, &resp, started);
+    if let Some(started) = started {
+        count(function, &resp, started);
+    }
     resp
 }
 
@@ -102,7 +106,7 @@ mod tests {
     async fn a_handler_that_outlives_the_calls_deadline_is_cut_with_503() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
         let started = tokio::time::Instant::now();
-        let resp = serve(call(Some(deadline)), None, Instant::now(), |_| async {
+        let resp = serve(call(Some(deadline)), None, Some(Instant::now()), |_| async {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Response::new(Bytes::new())
         })
@@ -117,7 +121,7 @@ mod tests {
         let resp = serve(
             refused.map(|_| unreachable!()),
             None,
-            Instant::now(),
+            None,
             |_| async { panic!("handler called") },
         )
         .await;

@@ -19,7 +19,7 @@ where
     F: Future<Output = Response<Bytes>>,
 {
     let started = std::time::Instant::now();
-    let resp = front::serve(apigw::admit(req), throttle, started, handle).await;
+    let resp = front::serve(apigw::admit(req), throttle, Some(started), handle).await;
     apigw::into_lambda(resp)
 }
 

@@ -165,6 +165,11 @@ impl<T: AsyncWrite + Unpin> ContractErrors<T> {
 /// `buf` with a bare parse-error answer at its end replaced by the contract's, or `None`
 /// when it does not end with one.
 pub fn rewrite_tail(buf: &[u8]) -> Option<Vec<u8>> {
+    // A bare head ends the buffer with its blank line; an answer with a body (every
+    // handler's) does not, and costs this check alone.
+    if !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
     // The last response head in the buffer starts right after the previous blank line
     // or body; only a bare head that ends the buffer is a candidate.
     let start = [b"HTTP/1.1 400 ", b"HTTP/1.1 414 ", b"HTTP/1.1 431 "]
