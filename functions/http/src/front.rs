@@ -106,10 +106,15 @@ mod tests {
     async fn a_handler_that_outlives_the_calls_deadline_is_cut_with_503() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
         let started = tokio::time::Instant::now();
-        let resp = serve(call(Some(deadline)), None, Some(Instant::now()), |_| async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Response::new(Bytes::new())
-        })
+        let resp = serve(
+            call(Some(deadline)),
+            None,
+            Some(Instant::now()),
+            |_| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Response::new(Bytes::new())
+            },
+        )
         .await;
         assert_eq!(resp.status(), 503);
         assert_eq!(started.elapsed(), Duration::from_secs(9));
@@ -118,12 +123,9 @@ mod tests {
     #[tokio::test]
     async fn a_refused_request_never_reaches_its_handler() {
         let refused = begin(&Method::GET, "/nowhere".parse().unwrap(), HeaderMap::new());
-        let resp = serve(
-            refused.map(|_| unreachable!()),
-            None,
-            None,
-            |_| async { panic!("handler called") },
-        )
+        let resp = serve(refused.map(|_| unreachable!()), None, None, |_| async {
+            panic!("handler called")
+        })
         .await;
         assert_eq!(resp.status(), 404);
     }

@@ -273,11 +273,7 @@ async fn handle(
 
 /// The one request path: admission, then [`front::serve`] with the function's throttle
 /// and handler.
-async fn dispatch(
-    app: &App,
-    tokens: &VerifiedTokens,
-    req: Request<Incoming>,
-) -> Response<Bytes> {
+async fn dispatch(app: &App, tokens: &VerifiedTokens, req: Request<Incoming>) -> Response<Bytes> {
     let (parts, body) = req.into_parts();
     let pending = match call::begin(&parts.method, parts.uri, parts.headers)
         .and_then(|p| p.authorize(|h| caller(app, tokens, h)))
