@@ -28,6 +28,7 @@ pub fn install() -> anyhow::Result<()> {
     let mut builder = PrometheusBuilder::new();
     for (name, buckets) in [
         (m::RESOLVE_LATENCY, m::LATENCY_BUCKETS),
+        (m::WRITE_LATENCY, m::LATENCY_BUCKETS),
         (m::CONSUMER_LAG, m::LAG_BUCKETS),
         (m::CONSUMER_BATCH, m::BATCH_BUCKETS),
     ] {

@@ -19,6 +19,27 @@ fn sample(text: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
+/// Every `*_bucket` series the Grafana dashboard's Prometheus queries name.
+fn dashboard_bucket_series() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/grafana-dashboard.json"
+    );
+    let text = std::fs::read_to_string(path).expect("dashboard");
+    let mut names: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("tm_") && w.ends_with("_bucket"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(
+        !names.is_empty(),
+        "the dashboard reads no histogram buckets?"
+    );
+    names
+}
+
 #[tokio::test]
 async fn metrics_are_prometheus_text_without_a_token_and_move_with_resolves() {
     let (srv, _dir) = TmLocal::start(&[("TM_L1_TTL_MS", "60000")]);
@@ -101,6 +122,14 @@ async fn metrics_are_prometheus_text_without_a_token_and_move_with_resolves() {
     );
     assert_eq!(sample(t, "tm_write_requests_total", ""), 1.0, "{t}");
     assert_eq!(sample(t, "tm_write_latency_seconds_count", ""), 1.0, "{t}");
+    // AND every histogram the dashboard reads by its buckets is exported with buckets
+    // (a series the server never writes draws an empty panel, and nothing says why)
+    for bucket in dashboard_bucket_series() {
+        assert!(
+            t.lines().any(|l| l.starts_with(&format!("{bucket}{{"))),
+            "the dashboard queries {bucket}, which /metrics does not export:\n{t}"
+        );
+    }
     assert_eq!(sample(t, "tm_publish_deferred_total", ""), 0.0, "{t}");
     assert_eq!(
         sample(t, "tm_resolve_negative_total", "layer=\"hit-l1\""),
