@@ -166,14 +166,38 @@ fn with_weights(endpoints: &Value, weights: &[(String, u32)]) -> Value {
     eps
 }
 
-/// A PUT body: the document's settable fields with other endpoints.
+/// Endpoints as a PUT may carry them: what the server sets (each endpoint's `health`)
+/// left out, so that a route that has been probed can be written back.
+fn settable_endpoints(endpoints: &Value) -> Value {
+    let mut eps = endpoints.clone();
+    if let Some(arr) = eps.as_array_mut() {
+        for e in arr {
+            if let Some(obj) = e.as_object_mut() {
+                obj.remove("health");
+            }
+        }
+    }
+    eps
+}
+
+/// A PUT body: every settable field of the document as it is (the health check, labels,
+/// TTL, active: the same list the routes file takes, [`crate::spec::BODY_KEYS`]), with
+/// other endpoints. Nothing the server sets is sent back.
 fn body(doc: &Value, endpoints: Value) -> Value {
-    json!({
-        "endpoints": endpoints,
-        "ttl_seconds": doc["ttl_seconds"],
-        "labels": doc["labels"],
-        "active": doc["active"],
-    })
+    let mut out = serde_json::Map::new();
+    for key in crate::spec::BODY_KEYS {
+        match key {
+            "endpoints" => {
+                out.insert(key.to_owned(), settable_endpoints(&endpoints));
+            }
+            _ => {
+                if let Some(v) = doc.get(key).filter(|v| !v.is_null()) {
+                    out.insert(key.to_owned(), v.clone());
+                }
+            }
+        }
+    }
+    Value::Object(out)
 }
 
 /// What one step did.
@@ -270,7 +294,7 @@ pub async fn shift(
     let mut rec = Recorded {
         tenant: api.tenant().to_owned(),
         route: route.clone(),
-        endpoints: doc["endpoints"].clone(),
+        endpoints: settable_endpoints(&doc["endpoints"]),
         recorded_revision: revision,
         last_revision: revision,
     };
@@ -395,6 +419,42 @@ mod tests {
         assert_eq!(moved[0]["weight"], 60);
         assert_eq!(moved[1]["weight"], 40);
         assert_eq!(moved[3]["weight"], 1, "other groups untouched");
+    }
+
+    #[test]
+    fn a_step_keeps_every_settable_field_and_sends_back_nothing_the_server_sets() {
+        // GIVEN a probed route as GET shows it
+        let doc = json!({
+            "tenant": "acme", "service": "s", "env": "e", "version": "1", "revision": 4,
+            "updated_at": "2026-12-08T00:00:00.000Z", "updated_by": "u",
+            "ttl_seconds": 15, "active": true, "labels": {"team": "pay"},
+            "health_check": {"path": "/healthz", "interval_seconds": 10},
+            "endpoints": [
+                {"id": "blue", "url": "https://b.x", "weight": 90, "priority": 0,
+                 "health": {"status": "healthy", "since": "2026-12-08T00:00:00.000Z"}},
+                {"id": "green", "url": "https://g.x", "weight": 10, "priority": 0,
+                 "health": {"status": "unhealthy", "since": "2026-12-08T00:00:00.000Z"}}
+            ]
+        });
+        // WHEN a step writes new weights
+        let next = body(
+            &doc,
+            with_weights(&doc["endpoints"], &g(&[("green", 50), ("blue", 50)])),
+        );
+        // THEN the health check, labels, TTL and active go back as they were
+        assert_eq!(next["health_check"], doc["health_check"]);
+        assert_eq!(next["labels"], doc["labels"]);
+        assert_eq!(next["ttl_seconds"], 15);
+        assert_eq!(next["active"], true);
+        // AND neither the endpoints' health nor the route's server-set fields are sent
+        assert!(next["endpoints"][0].get("health").is_none(), "{next}");
+        assert_eq!(next["endpoints"][1]["weight"], 50);
+        for server_set in ["revision", "updated_at", "updated_by", "tenant"] {
+            assert!(next.get(server_set).is_none(), "{server_set} sent: {next}");
+        }
+        // AND the body is one the server takes
+        tm_core::domain::route::RouteSpec::from_json(next.to_string().as_bytes())
+            .expect("a valid PUT body");
     }
 
     #[test]
