@@ -9,12 +9,15 @@
 //! circuit breaker in front of the backend, behind the same ports.
 //!
 //! Production adapters, each behind a cargo feature:
+//! - `aws_sdk` (features `dynamodb`, `secretsmanager`): the SDK configuration they share.
 //! - `dynamodb`: routes, history, audit and outbox in one DynamoDB table.
 //! - `redis_cache` (feature `redis`): the shared cache on Redis / ElastiCache.
 //! - `redis_ratelimit` (feature `redis`): the rate limiter's fleet usage ledger on the same Redis.
 //! - `kafka`: the event publisher and the dead-letter producer.
 //! - `http_probe` (feature `prober`): the prober's HTTP(S) GET (hyper-util + rustls).
 
+#[cfg(any(feature = "dynamodb", feature = "secretsmanager"))]
+pub mod aws_sdk;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod embedded_store;

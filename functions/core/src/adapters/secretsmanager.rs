@@ -65,20 +65,15 @@ impl SecretsManagerKeys {
         if secret_id.trim().is_empty() {
             return Err(Error::Internal(format!("{SECRET_ID_VAR} is empty")));
         }
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
-            .build();
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .load()
-            .await;
-        if conf.region().is_none() {
-            return Err(Error::Internal(
-                "secretsmanager: no AWS region configured (set AWS_REGION)".into(),
-            ));
-        }
+        let conf = crate::adapters::aws_sdk::config(
+            "secretsmanager",
+            crate::adapters::aws_sdk::Timeouts {
+                connect: CONNECT_TIMEOUT,
+                attempt: ATTEMPT_TIMEOUT,
+                operation: OPERATION_TIMEOUT,
+            },
+        )
+        .await?;
         Ok(Self::new(Client::new(&conf), secret_id))
     }
 

@@ -285,20 +285,15 @@ impl DynamoStore {
                 "TM_TABLE_NAME: {table:?} is not a DynamoDB table name (3-255 chars of A-Z a-z 0-9 _ - .)"
             )));
         }
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
-            .build();
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .load()
-            .await;
-        if conf.region().is_none() {
-            return Err(Error::Internal(
-                "dynamodb: no AWS region configured (set AWS_REGION)".into(),
-            ));
-        }
+        let conf = crate::adapters::aws_sdk::config(
+            "dynamodb",
+            crate::adapters::aws_sdk::Timeouts {
+                connect: CONNECT_TIMEOUT,
+                attempt: ATTEMPT_TIMEOUT,
+                operation: OPERATION_TIMEOUT,
+            },
+        )
+        .await?;
         Ok(Self::new(Client::new(&conf), table))
     }
 
