@@ -112,6 +112,42 @@ pub fn msk_batch(
     serde_json::from_value(batch).context("building the MSK batch")
 }
 
+/// An API Gateway v2 event as the JWT authorizer hands it over: `method` on `path`
+/// (matched by `route_key`), a caller of `tenant` holding `scope`.
+fn api_gateway_event(
+    method: &str,
+    route_key: &str,
+    path: &str,
+    tenant: &str,
+    scope: &str,
+) -> Value {
+    json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"host": "bench.execute-api.us-east-1.amazonaws.com"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "bench",
+            "authorizer": {"jwt": {"claims": {
+                "sub": "bench", "scope": scope, "tm_tenants": tenant,
+                "exp": "4102444800"
+            }, "scopes": null}},
+            "domainName": "bench.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "bench",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "tm-bench"},
+            "requestId": "bench",
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "28/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1_795_867_200_000i64
+        },
+        "isBase64Encoded": false
+    })
+}
+
 /// The API Gateway v2 event of `GET /v1/resolve/{tenant}/{service}/{env}/{selector}`
 /// (with `?key=` when given), as the JWT authorizer hands it over.
 pub fn resolve_event(
@@ -122,33 +158,12 @@ pub fn resolve_event(
     key: Option<&str>,
 ) -> Value {
     let path = format!("/v1/resolve/{tenant}/{service}/{env}/{selector}");
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": "GET /v1/resolve/{tenant}/{service}/{env}/{selector}",
-        "rawPath": path,
-        "rawQueryString": key.map(|k| format!("key={k}")).unwrap_or_default(),
-        "headers": {"host": "bench.execute-api.us-east-1.amazonaws.com"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "bench",
-            "authorizer": {"jwt": {"claims": {
-                "sub": "bench", "scope": "routes:resolve", "tm_tenants": tenant,
-                "exp": "4102444800"
-            }, "scopes": null}},
-            "domainName": "bench.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "bench",
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1",
-                     "sourceIp": "127.0.0.1", "userAgent": "tm-bench"},
-            "requestId": "bench",
-            "routeKey": "GET /v1/resolve/{tenant}/{service}/{env}/{selector}",
-            "stage": "$default",
-            "time": "28/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 1_795_867_200_000i64
-        },
-        "pathParameters": {"tenant": tenant, "service": service, "env": env, "selector": selector},
-        "isBase64Encoded": false
-    });
+    let route_key = "GET /v1/resolve/{tenant}/{service}/{env}/{selector}";
+    let mut event = api_gateway_event("GET", route_key, &path, tenant, "routes:resolve");
+    event["pathParameters"] =
+        json!({"tenant": tenant, "service": service, "env": env, "selector": selector});
     if let Some(k) = key {
+        event["rawQueryString"] = json!(format!("key={k}"));
         event["queryStringParameters"] = json!({ "key": k });
     }
     event
@@ -159,33 +174,12 @@ pub fn resolve_event(
 pub fn put_event(tenant: &str, service: &str, env: &str, version: &str, body: &str) -> Value {
     let path = format!("/v1/tenants/{tenant}/services/{service}/envs/{env}/versions/{version}");
     let route_key = "PUT /v1/tenants/{tenant}/services/{service}/envs/{env}/versions/{version}";
-    json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"host": "bench.execute-api.us-east-1.amazonaws.com", "content-type": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "bench",
-            "authorizer": {"jwt": {"claims": {
-                "sub": "bench", "scope": "routes:write routes:read", "tm_tenants": tenant,
-                "exp": "4102444800"
-            }, "scopes": null}},
-            "domainName": "bench.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "bench",
-            "http": {"method": "PUT", "path": path, "protocol": "HTTP/1.1",
-                     "sourceIp": "127.0.0.1", "userAgent": "tm-bench"},
-            "requestId": "bench",
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": "28/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 1_795_867_200_000i64
-        },
-        "pathParameters": {"tenant": tenant, "service": service, "env": env, "version": version},
-        "body": body,
-        "isBase64Encoded": false
-    })
+    let mut event = api_gateway_event("PUT", route_key, &path, tenant, "routes:write routes:read");
+    event["headers"]["content-type"] = json!("application/json");
+    event["pathParameters"] =
+        json!({"tenant": tenant, "service": service, "env": env, "version": version});
+    event["body"] = json!(body);
+    event
 }
 
 /// [`resolve_event`] parsed the way `lambda_http` parses what Lambda delivers.
